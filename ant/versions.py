@@ -12,7 +12,7 @@ STAGES: dict[str, int] = {
     "kcore": 1,
     "export": 1,
     "tiny_models": 2,
-    "images": 1,
+    "images": 2,
     "text": 1,
     "image": 1,
     "price": 1,

@@ -46,7 +46,7 @@ def fetched(tmp_path):
 
 def embed(items, manifest, out, swin, *extra):
     return main(["embed-image", "--task", "T", "--items", str(items), "--images", str(manifest), "--out-dir", str(out),
-                 "--model", str(swin), "--batch-size", "2", "--device", "auto", "--shard-items", "2", *extra])
+                 "--model", str(swin), "--batch-size", "2", "--device", "cpu", "--shard-items", "2", *extra])
 
 
 def direct_mean(swin, blobs):

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from features_helpers import ImageServer, bomb_png, jpeg, png, write_items
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from ant.cli import main
 from ant.features.images import BadImage, FetchSettings, fetch_images, process_image, read_manifest, read_ok_images
@@ -26,6 +26,7 @@ def decode(data):
 
 # ---------------------------------------------------------------- one image -----------------------------
 @given(width=st.integers(1, 300), height=st.integers(1, 300), fmt=st.sampled_from(["JPEG", "PNG"]))
+@example(width=284, height=257, fmt="JPEG")  # JPEG draft decoding rounds 71x65 up: the aspect must not follow it
 def test_resize_keeps_aspect_and_never_upscales(width, height, fmt):
     source = jpeg(width, height) if fmt == "JPEG" else png(width, height)
     out = decode(process_image(source, **PROCESS))
@@ -37,6 +38,21 @@ def test_resize_keeps_aspect_and_never_upscales(width, height, fmt):
         assert abs(out.height / 64 * long_side - height) <= long_side / 64
     else:
         assert out.size == (width, height)
+
+
+def test_exif_orientation_is_applied_before_resizing():
+    stored = Image.new("RGB", (1200, 400), (200, 30, 30))
+    stored.paste((30, 30, 200), (0, 0, 600, 400))  # left half blue, right half red
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6  # shown turned 90 degrees clockwise: a portrait, blue on top
+    buffer = io.BytesIO()
+    stored.save(buffer, "JPEG", quality=95, exif=exif)
+    out = decode(process_image(buffer.getvalue(), **PROCESS))
+    assert out.size == (21, 64)  # 400x1200 shown, long side 64
+    expected = ImageOps.exif_transpose(decode(buffer.getvalue())).resize(out.size, Image.Resampling.LANCZOS)
+    assert np.abs(np.asarray(out, dtype=float) - np.asarray(expected, dtype=float)).mean() < 4
+    top, bottom = np.asarray(out)[5].mean(0), np.asarray(out)[-5].mean(0)
+    assert top[2] > 150 > top[0] and bottom[0] > 150 > bottom[2]
 
 
 def test_reencoding_is_deterministic_and_flattens_transparency():

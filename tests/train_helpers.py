@@ -45,12 +45,12 @@ def make_world(root: Path, sizes: dict[str, tuple[int, int]] | None = None, clus
     return World(root, tasks)
 
 
-def hparams(epochs: int = 2, batch_size: int = 64, model: dict | None = None, **optim) -> str:
+def hparams(epochs: int = 2, batch_size: int = 64, model: dict | None = None, device: str = "cpu", **optim) -> str:
     return json.dumps(
         {
             "model": model or TINY_MODEL,
             "optim": {"epochs": epochs, "batch_size": batch_size, **optim},
-            "train": {"device": "cpu", "eval_batch_size": 64, "threads": 1},  # tiny models: 1 thread is fastest
+            "train": {"device": device, "eval_batch_size": 64, "threads": 1},  # tiny models: 1 thread is fastest
         }
     )
 

@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 import urllib3
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ant.errors import UserError
 from ant.features.store import items_digest, read_items
@@ -149,13 +149,17 @@ def process_image(data: bytes, *, max_pixels: int, max_side: int, quality: int) 
                 raise BadImage("decompression_bomb", f"{width}x{height} pixels, over max_pixels {max_pixels}")
             probe.verify()  # structure and checksums; the image must be opened again to decode it
         with Image.open(io.BytesIO(data), formats=FORMATS) as img:
-            img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale, far faster for big photos
+            if img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8):  # stored turned by 90 degrees
+                width, height = height, width
+            # JPEG: decode at a reduced scale, far faster for big photos. The reduced size is rounded up, so the
+            # final size is computed from the full one: otherwise the aspect ratio drifts by a pixel or more.
+            img.draft("RGB", (max_side, max_side))
             img.load()  # a truncated file fails here
             img = ImageOps.exif_transpose(img)
             img = _flatten_rgb(img)
-            if max(img.size) > max_side:
-                scale = max_side / max(img.size)
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+            if max(width, height) > max_side:
+                scale = max_side / max(width, height)
+                size = (max(1, round(width * scale)), max(1, round(height * scale)))
                 img = img.resize(size, Image.Resampling.LANCZOS)
             out = io.BytesIO()
             img.save(out, format="JPEG", quality=quality, optimize=False, progressive=False)
