@@ -14,7 +14,8 @@ from transformers import AutoImageProcessor, AutoModel
 from ant.cli import main
 from ant.features.images import FetchSettings, fetch_images, read_manifest, read_ok_images
 from ant.features.store import load_features
-from ant.features.vision import item_means
+from ant.features.device import pil_backend
+from ant.features.vision import Normaliser, StoredImages, item_means
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def embed(items, manifest, out, swin, *extra):
 
 
 def direct_mean(swin, blobs):
-    processor, model = AutoImageProcessor.from_pretrained(swin), AutoModel.from_pretrained(swin).eval()
+    processor, model = AutoImageProcessor.from_pretrained(swin, **pil_backend()), AutoModel.from_pretrained(swin).eval()
     vectors = []
     with torch.no_grad():
         for blob in blobs:
@@ -98,3 +99,24 @@ def test_item_means_match_a_plain_loop(owner, seed):
         mine = vectors[(owner == item) & ok]
         assert present[item] == (len(mine) > 0)
         np.testing.assert_allclose(values[item], mine.mean(axis=0) if len(mine) else 0.0, rtol=1e-6, atol=1e-6)
+
+
+def test_resized_uint8_pixels_normalised_on_the_device_equal_the_processor(models):
+    _, swin = models
+    processor = AutoImageProcessor.from_pretrained(swin, **pil_backend())
+    normalise = Normaliser.of(processor)
+    assert normalise is not None and normalise.mean is not None and normalise.scale == pytest.approx(1 / 255)
+    blobs = [jpeg(120, 80, 1), png(30, 50, 2, "RGBA"), png(200, 90, 4, "L"), b"not an image"]
+    raw, full = StoredImages(blobs, processor, raw_pixels=True), StoredImages(blobs, processor)
+    for i in range(3):
+        pixels = raw[i][1]
+        assert pixels.dtype == torch.uint8
+        torch.testing.assert_close(normalise(pixels[None])[0], full[i][1], rtol=0, atol=2e-6)
+    assert raw[3] == (3, None) and full[3] == (3, None)
+
+
+def test_processors_that_pad_after_normalising_keep_their_own_arithmetic(models):
+    _, swin = models
+    processor = AutoImageProcessor.from_pretrained(swin, **pil_backend())
+    processor.do_pad = True
+    assert Normaliser.of(processor) is None

@@ -5,13 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from features_helpers import tiny_models, write_items
 from transformers import AutoModel, AutoTokenizer
 
 import ant.features.text as text_module
 from ant.cli import main
 from ant.features.store import load_features
-from ant.features.text import encode_texts
+from ant.features.text import _pad, encode_texts
 
 TEXTS = [
     "Red cotton shirt. Clothing Men Shirts. Acme.",
@@ -140,3 +142,14 @@ def test_model_errors_say_how_to_provide_the_model(tmp_path, items, models, capl
         caplog.clear()
         assert embed(items, tmp_path / "d", bert, "--device", "cuda") == 1
         assert "no CUDA GPU" in caplog.text
+
+
+@given(st.lists(st.lists(st.integers(1, 99), min_size=1, max_size=20), min_size=1, max_size=8), st.sampled_from([1, 8]))
+def test_padding_keeps_every_token_in_order_and_rounds_the_width(ids, multiple):
+    lengths = np.array([len(row) for row in ids])
+    input_ids, mask = _pad(ids, lengths, pad_id=0, multiple=multiple)
+    width = input_ids.shape[1]
+    assert width % multiple == 0 and lengths.max() <= width < lengths.max() + multiple
+    assert mask.sum(1).tolist() == lengths.tolist()
+    for row, tokens in zip(input_ids, ids):
+        assert row[: len(tokens)].tolist() == tokens and not row[len(tokens) :].any()

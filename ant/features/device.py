@@ -139,14 +139,18 @@ def load_text_encoder(model: str, revision: str | None, device: torch.device) ->
 
 
 def load_image_encoder(model: str, revision: str | None, device: torch.device) -> tuple[Any, torch.nn.Module]:
-    import transformers
     from transformers import AutoImageProcessor
 
-    # The PIL backend on every machine: torchvision's would give slightly different pixels where installed,
-    # and the processor runs per image inside the loader workers anyway.
-    backend = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
-    processor = _load("image", model, revision, AutoImageProcessor, **backend)
+    processor = _load("image", model, revision, AutoImageProcessor, **pil_backend())
     return processor, _float32_model("image", model, revision, device)
+
+
+def pil_backend() -> dict[str, Any]:
+    """AutoImageProcessor options for the PIL backend on every machine: torchvision's, picked where it is
+    installed, gives slightly different pixels; and the processor runs per image in loader workers anyway."""
+    import transformers
+
+    return {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
 
 
 def encoder_identity(kind: str, model: str, revision: str | None) -> dict[str, Any]:

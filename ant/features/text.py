@@ -118,10 +118,13 @@ def encode_texts(
     )["input_ids"]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
     order = np.argsort(-lengths, kind="stable")  # longest first; ties keep item order (deterministic)
+    # CUDA attention kernels are set up once per sequence length (about 50 ms each on an H100 in bf16): padding
+    # to a multiple of 8 cuts up to 512 lengths to 64 and keeps tensor-core shapes aligned.
+    multiple = 8 if device.type == "cuda" else 1
     with torch.inference_mode(), rt.autocast(device, precision):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            input_ids, mask = _pad([ids[r] for r in rows], lengths[rows], tokenizer.pad_token_id)
+            input_ids, mask = _pad([ids[r] for r in rows], lengths[rows], tokenizer.pad_token_id, multiple)
             hidden = model(
                 input_ids=torch.from_numpy(input_ids).to(device, non_blocking=True),
                 attention_mask=torch.from_numpy(mask).to(device, non_blocking=True),
@@ -132,9 +135,11 @@ def encode_texts(
     return out
 
 
-def _pad(ids: list[list[int]], lengths: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad token id lists into [B, longest] int64 ids and attention mask, without a loop over rows."""
-    mask = np.arange(lengths.max())[None, :] < lengths[:, None]
+def _pad(ids: list[list[int]], lengths: np.ndarray, pad_id: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad token id lists into [B, longest rounded up to `multiple`] int64 ids and attention mask, without a
+    loop over rows."""
+    width = -(-int(lengths.max()) // multiple) * multiple
+    mask = np.arange(width)[None, :] < lengths[:, None]
     input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
     input_ids[mask] = np.concatenate(ids)  # row-major fill: row by row, each row's tokens in order
     return input_ids, mask.astype(np.int64)

@@ -8,6 +8,8 @@ store folder, each asking for a GPU) plus one merge job that checks them and wri
 PARTITIONS = FEAT["partitions"]
 ENCODER_FLAGS = cli_flags({k: FEAT[k] for k in ("device", "precision", "shard_items")})
 ONE_JOB = "--partitions 1"
+# the encoder process plus its decoding workers: what the job really uses, locally and on SLURM
+IMAGE_THREADS = 1 + FEAT["image"]["loader_workers"]
 MERGE = f"--partitions {PARTITIONS} --merge"
 PARTITION_MARKER = os.path.join("{store}", "partitions", f"{{part}}-of-{PARTITIONS}.json")
 TEXT_PARTITION = PARTITION_MARKER.format(store=os.path.dirname(feature_manifest("{task}", "text")), part="{part}")
@@ -56,7 +58,7 @@ if PARTITIONS == 1:
             common=ENCODER_FLAGS,
             partition=ONE_JOB,
             version=VERSION["image"],
-        threads: 2
+        threads: IMAGE_THREADS
         resources:
             gpu=1,
         log:
@@ -136,7 +138,7 @@ else:
             common=ENCODER_FLAGS,
             partition=lambda w: f"--partitions {PARTITIONS} --partition {w.part}",
             version=VERSION["image"],
-        threads: 2
+        threads: IMAGE_THREADS
         resources:
             gpu=1,
         log:
