@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import logging
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser, *, model: str, batch_size: int) -> None:
+    """The flags every encoder command shares: which model, where and how it runs."""
+    parser.add_argument("--model", default=model, help="hub name or local folder")
+    parser.add_argument("--revision", default=None, help="hub branch, tag or commit (ignored for a folder)")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
 def resolve_device(name: str, partition: int | None = None) -> torch.device:

@@ -1,7 +1,7 @@
 """`embed-text`: the [CLS] vector of the last hidden layer of a BERT-like encoder, per item (spec section 2).
 
     python -m ant embed-text --task T --items items.parquet --out-dir DIR --model bert-base-uncased \\
-        [--revision R] --max-length 512 --batch-size 128 --device auto --partitions 1 --shard-items 20000
+        [--revision R] --max-length 512 --batch-size 256 --device auto --partitions 1 --shard-items 20000
 
 Contract: a feature store (ant.features.store) of dimension hidden_size, one float32 row per item_idx:
 last_hidden_state[:, 0] (not pooler_output, whose extra dense+tanh layer was trained for next-sentence
@@ -43,13 +43,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser, shard_items=20_000)
-    parser.add_argument("--model", default="bert-base-uncased", help="hub name or local folder")
-    parser.add_argument("--revision", default=None, help="hub branch, tag or commit (ignored for a folder)")
+    rt.add_encoder_arguments(parser, model="bert-base-uncased", batch_size=256)
     parser.add_argument("--max-length", type=int, default=512, help="tokens per text, [CLS] and [SEP] included")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:

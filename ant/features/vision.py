@@ -48,13 +48,8 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser, shard_items=20_000)
     parser.add_argument("--images", required=True, help="the task's image manifest (fetch-images)")
-    parser.add_argument("--model", default="microsoft/swin-base-patch4-window7-224", help="hub name or local folder")
-    parser.add_argument("--revision", default=None, help="hub branch, tag or commit (ignored for a folder)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    rt.add_encoder_arguments(parser, model="microsoft/swin-base-patch4-window7-224", batch_size=128)
     parser.add_argument("--loader-workers", type=int, default=4, help="processes decoding images (0: in-process)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:
