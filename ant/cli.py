@@ -95,4 +95,3 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:  # a clear, expected failure: no traceback
         logging.getLogger("ant").error("%s", err)
         return 1
-

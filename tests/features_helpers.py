@@ -1,11 +1,11 @@
 """Shared pieces of the feature tests: items tables, real image bytes, tiny saved models, an HTTP server.
 
-    with ImageServer() as server:
-        server.route("/a.jpg", body=jpeg(40, 30))
-        server.route("/slow.jpg", body=jpeg(8, 8), delay=2.0)
-        server.route("/moved", status=302, headers={"Location": "/a.jpg"})
-        ... fetch server.url("/a.jpg") ...
-        server.requests  # every request received, in order: (method, path, Host header)
+with ImageServer() as server:
+    server.route("/a.jpg", body=jpeg(40, 30))
+    server.route("/slow.jpg", body=jpeg(8, 8), delay=2.0)
+    server.route("/moved", status=302, headers={"Location": "/a.jpg"})
+    ... fetch server.url("/a.jpg") ...
+    server.requests  # every request received, in order: (method, path, Host header)
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             with server._lock:
                 server.requests.append(Request("GET", self.path, self.headers.get("Host", "")))
                 server.in_flight += 1

@@ -114,7 +114,7 @@ def _handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: object) -> None:  # keep pytest output clean
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+        def do_GET(self) -> None:
             with server._lock:
                 server.requests.append(Request(self.path, dict(self.headers.items()), time.monotonic()))
                 route = server.routes.get(self.path)

@@ -11,7 +11,7 @@ from ant.train.adapt import STRATEGIES, build_model
 from ant.train.hparams import ModelHparams, apply_ablations
 from tests.train_helpers import DIMS, TINY_MODEL, hparams, make_world, run_cli
 
-MODEL = ModelHparams(**{**TINY_MODEL})
+MODEL = ModelHparams(**TINY_MODEL)
 N_ITEMS = 48  # the world's target task
 
 

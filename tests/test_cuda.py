@@ -31,7 +31,11 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_text_vectors_on_the_gpu_match_the_cpu(tmp_path, models):
     bert, _ = models
     items = write_items(tmp_path / "items.parquet", texts=TEXTS)
-    runs = {"cpu": ("--device", "cpu"), "fp32": ("--device", "cuda", "--precision", "fp32"), "auto": ("--device", "cuda")}
+    runs = {
+        "cpu": ("--device", "cpu"),
+        "fp32": ("--device", "cuda", "--precision", "fp32"),
+        "auto": ("--device", "cuda"),
+    }
     vectors = {}
     for name, flags in runs.items():
         assert embed_texts(items, tmp_path / name, bert, *flags) == 0
@@ -66,11 +70,34 @@ def test_training_on_the_gpu_learns_as_well_as_on_the_cpu(tmp_path):
     recall = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / device
-        assert run_cli("pretrain", *world.flags("AuxA", "AuxB"), "--out-dir", str(out / "pretrain"), "--no-progress",
-                       "--hparams", hparams(epochs=3, batch_size=128, model=SMALL_MODEL, device=device)) == 0
-        assert run_cli("adapt", "--strategy", "relearn", *world.flags("Target"), "--no-progress",
-                       "--pretrained", str(out / "pretrain" / "model.safetensors"), "--out-dir", str(out / "relearn"),
-                       "--hparams", hparams(epochs=5, batch_size=64, model=SMALL_MODEL, device=device)) == 0
+        assert (
+            run_cli(
+                "pretrain",
+                *world.flags("AuxA", "AuxB"),
+                "--out-dir",
+                str(out / "pretrain"),
+                "--no-progress",
+                "--hparams",
+                hparams(epochs=3, batch_size=128, model=SMALL_MODEL, device=device),
+            )
+            == 0
+        )
+        assert (
+            run_cli(
+                "adapt",
+                "--strategy",
+                "relearn",
+                *world.flags("Target"),
+                "--no-progress",
+                "--pretrained",
+                str(out / "pretrain" / "model.safetensors"),
+                "--out-dir",
+                str(out / "relearn"),
+                "--hparams",
+                hparams(epochs=5, batch_size=64, model=SMALL_MODEL, device=device),
+            )
+            == 0
+        )
         metrics = json.loads((out / "relearn" / "metrics.json").read_text())
         assert metrics["device"].startswith(device)
         recall[device] = metrics["test"]["recall@10"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
+import itertools
 import json
 import re
 import subprocess
@@ -27,9 +28,27 @@ from ant.data.demo.world import DAY, FIRST_DAY, KNOBS, LAST_DAY, build_world, cu
 from ant.errors import UserError
 
 SEED = 2023
-META_KEYS_2018 = ["category", "tech1", "description", "fit", "title", "also_buy", "tech2", "brand", "feature",
-                  "rank", "also_view", "details", "main_cat", "similar_item", "date", "price", "asin", "imageURL",
-                  "imageURLHighRes"]
+META_KEYS_2018 = [
+    "category",
+    "tech1",
+    "description",
+    "fit",
+    "title",
+    "also_buy",
+    "tech2",
+    "brand",
+    "feature",
+    "rank",
+    "also_view",
+    "details",
+    "main_cat",
+    "similar_item",
+    "date",
+    "price",
+    "asin",
+    "imageURL",
+    "imageURLHighRes",
+]
 PLAIN = re.compile(r"^\$\d{1,3}\.\d\d$")
 THOUSANDS = re.compile(r"^\$\d{1,3}(,\d{3})+\.\d\d$")
 RANGE = re.compile(r"^\$[\d,]+\.\d\d - \$[\d,]+\.\d\d$")
@@ -71,13 +90,16 @@ def url_path(url: str) -> Path:
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def style_of(category: str, scale: float = 1.0) -> dict[str, int]:
     world = build_world(category, PROFILES[category], SEED, scale)
-    return dict(zip(world.asin.tolist(), world.style.tolist()))
+    return dict(zip(world.asin.tolist(), world.style.tolist(), strict=True))
 
 
 def sequences(out: Path, category: str) -> dict[str, list[str]]:
@@ -112,7 +134,8 @@ def test_a_category_does_not_depend_on_the_others(tmp_path):
     generate(tmp_path / "a", SEED, ["Office"], scale=0.3)
     generate(tmp_path / "a2", SEED, ["Food", "Office"], scale=0.3)
     assert (tmp_path / "a" / "categoryFilesSmall/Office.csv").read_bytes() == (
-        tmp_path / "a2" / "categoryFilesSmall/Office.csv").read_bytes()
+        tmp_path / "a2" / "categoryFilesSmall/Office.csv"
+    ).read_bytes()
     # the image URLs are absolute, so they name the other folder; everything else is the same
     rewritten = json.loads(json.dumps(meta(tmp_path / "a2", "Office")).replace("/a2/", "/a/"))
     assert rewritten == meta(tmp_path / "a", "Office")
@@ -125,8 +148,12 @@ def test_layout_and_manifest(demo):
         assert (demo / "categoryFilesSmall" / f"{category}.csv").is_file()
         assert (demo / "metaFiles2" / f"meta_{category}.json.gz").is_file()
         assert (demo / "images" / category).is_dir()
-    assert set(manifest["files"]) == {"categoryFilesSmall/Food.csv", "categoryFilesSmall/Scientific.csv",
-                                      "metaFiles2/meta_Food.json.gz", "metaFiles2/meta_Scientific.json.gz"}
+    assert set(manifest["files"]) == {
+        "categoryFilesSmall/Food.csv",
+        "categoryFilesSmall/Scientific.csv",
+        "metaFiles2/meta_Food.json.gz",
+        "metaFiles2/meta_Scientific.json.gz",
+    }
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((demo / name).read_bytes()).hexdigest() == entry["sha256"]
     assert manifest["counts"]["Food"]["rating_lines"] == len(ratings(demo, "Food"))
@@ -242,8 +269,11 @@ def mean_colours(out: Path, category: str) -> dict[str, np.ndarray]:
 
 def plain_prices(out: Path, category: str) -> dict[str, float]:
     records = first_records(meta(out, category)).values()
-    return {r["asin"]: float(r["price"][1:].replace(",", "")) for r in records
-            if PLAIN.match(r["price"]) or THOUSANDS.match(r["price"])}
+    return {
+        r["asin"]: float(r["price"][1:].replace(",", ""))
+        for r in records
+        if PLAIN.match(r["price"]) or THOUSANDS.match(r["price"])
+    }
 
 
 def pair_gap(values: dict[str, np.ndarray | float], style: dict[str, int]) -> tuple[float, float]:
@@ -270,10 +300,12 @@ def test_style_maps_to_the_same_colour_and_price_in_every_task(demo):
     centroids, medians = {}, {}
     for category in ("Food", "Scientific"):
         style, colours, prices = style_of(category), mean_colours(demo, category), plain_prices(demo, category)
-        centroids[category] = np.array([np.mean([c for a, c in colours.items() if style[a] == s], axis=0)
-                                        for s in range(len(STYLES))])
-        medians[category] = np.array([np.median([p for a, p in prices.items() if style[a] == s])
-                                      for s in range(len(STYLES))])
+        centroids[category] = np.array(
+            [np.mean([c for a, c in colours.items() if style[a] == s], axis=0) for s in range(len(STYLES))]
+        )
+        medians[category] = np.array(
+            [np.median([p for a, p in prices.items() if style[a] == s]) for s in range(len(STYLES))]
+        )
     distance = np.linalg.norm(centroids["Food"][:, None] - centroids["Scientific"][None], axis=-1)
     assert (distance.argmin(axis=1) == np.arange(len(STYLES))).all()
     assert np.all(np.abs(np.log(medians["Food"] / medians["Scientific"])) < np.log(1.5))
@@ -293,13 +325,13 @@ def test_titles_carry_shared_style_words_and_task_specific_nouns(demo):
 @pytest.mark.parametrize("category", ["Food", "Scientific"])
 def test_next_items_follow_the_users_taste(demo, category):
     world = build_world(category, PROFILES[category], SEED)
-    style = dict(zip(world.asin.tolist(), world.style.tolist()))
-    taste = dict(zip(world.user_id.tolist(), world.taste))
+    style = dict(zip(world.asin.tolist(), world.style.tolist(), strict=True))
+    taste = dict(zip(world.user_id.tolist(), world.taste, strict=True))
     share = np.bincount([style[i] for i, *_ in ratings(demo, category)], minlength=len(STYLES))
     share = share / share.sum()
     same_style, taste_of_next, taste_of_any = [], [], []
     for user, items in sequences(demo, category).items():
-        for previous, following in zip(items, items[1:]):
+        for previous, following in itertools.pairwise(items):
             same_style.append(style[previous] == style[following])
             taste_of_next.append(taste[user][style[following]])
             taste_of_any.append(taste[user] @ share)
@@ -348,14 +380,50 @@ def test_ingest_and_kcore_leave_the_intended_sizes(demo, category, tmp_path):
     from ant.cli import main
 
     raw = tmp_path / category
-    assert main(["ingest", "--format", "amazon2018", "--ratings", str(demo / "categoryFilesSmall" / f"{category}.csv"),
-                 "--meta", str(demo / "metaFiles2" / f"meta_{category}.json.gz"),
-                 "--interactions", str(raw / "interactions.parquet"), "--items", str(raw / "items_raw.parquet"),
-                 "--stats", str(raw / "ingest.json")]) == 0
-    assert main(["kcore", "--task", category, "--interactions", str(raw / "interactions.parquet"),
-                 "--items-raw", str(raw / "items_raw.parquet"), "--ingest-stats", str(raw / "ingest.json"),
-                 "--k", "5", "--sequences", str(raw / "sequences.parquet"), "--items", str(raw / "items.parquet"),
-                 "--stats", str(raw / "stats.json")]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "--format",
+                "amazon2018",
+                "--ratings",
+                str(demo / "categoryFilesSmall" / f"{category}.csv"),
+                "--meta",
+                str(demo / "metaFiles2" / f"meta_{category}.json.gz"),
+                "--interactions",
+                str(raw / "interactions.parquet"),
+                "--items",
+                str(raw / "items_raw.parquet"),
+                "--stats",
+                str(raw / "ingest.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "kcore",
+                "--task",
+                category,
+                "--interactions",
+                str(raw / "interactions.parquet"),
+                "--items-raw",
+                str(raw / "items_raw.parquet"),
+                "--ingest-stats",
+                str(raw / "ingest.json"),
+                "--k",
+                "5",
+                "--sequences",
+                str(raw / "sequences.parquet"),
+                "--items",
+                str(raw / "items.parquet"),
+                "--stats",
+                str(raw / "stats.json"),
+            ]
+        )
+        == 0
+    )
     stats = json.loads((raw / "stats.json").read_text())
     assert (stats["users"], stats["items"], stats["interactions"]) == reference_kcore(demo, category)
     assert 300 <= stats["users"] <= 900 and 150 <= stats["items"] <= 500  # the demo's intended task sizes
@@ -378,8 +446,10 @@ def test_day_sequence_is_ordered_inside_the_crawl(n, seed):
     assert FIRST_DAY <= days[0] and days[-1] <= LAST_DAY
 
 
-@given(st.lists(st.integers(min_value=0, max_value=len(STYLES) - 1), min_size=1, max_size=200),
-       st.integers(min_value=0, max_value=2**32))
+@given(
+    st.lists(st.integers(min_value=0, max_value=len(STYLES) - 1), min_size=1, max_size=200),
+    st.integers(min_value=0, max_value=2**32),
+)
 def test_series_hold_two_to_five_items_of_one_style(styles, seed):
     style = np.array(styles)
     series, position, next_item = cut_series(np.random.default_rng(seed), style, 0.4, len(style) + 3)
@@ -405,19 +475,42 @@ def test_price_strings_parse_back_to_their_amount(usd):
 
 # ---------------------------------------------------------------- CLI ------------------------------------
 def test_cli_writes_the_demo_and_rejects_unknown_categories(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "ant", "demo-data", "--out", str(tmp_path / "cli"), "--seed", "7",
-                         "--categories", "Scientific", "--scale", "0.2"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ant",
+            "demo-data",
+            "--out",
+            str(tmp_path / "cli"),
+            "--seed",
+            "7",
+            "--categories",
+            "Scientific",
+            "--scale",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads((tmp_path / "cli" / "demo.json").read_text())["seed"] == 7
-    bad = subprocess.run([sys.executable, "-m", "ant", "demo-data", "--out", str(tmp_path / "bad"),
-                          "--categories", "Toys"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ant", "demo-data", "--out", str(tmp_path / "bad"), "--categories", "Toys"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "unknown categories ['Toys']" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "bad").exists()
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
-    for kwargs in ({"categories": ["Food", "Food"]}, {"categories": []}, {"seed": -1},
-                   {"categories": ["Food"], "scale": 0}):
+    for kwargs in (
+        {"categories": ["Food", "Food"]},
+        {"categories": []},
+        {"seed": -1},
+        {"categories": ["Food"], "scale": 0},
+    ):
         arguments = {"out": tmp_path, "seed": SEED, "categories": ["Food"], **kwargs}
         with pytest.raises(UserError):
             generate(**arguments)

@@ -10,13 +10,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from http_server import Drop, FaultyServer, Hangup, Stall, Status, WrongRange, refused_url
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ant.cli import main
 from ant.data.download import ContentRange, GzipVerifier, fetch, parse_content_range, partial_paths
 from ant.errors import UserError
-from http_server import Drop, FaultyServer, Hangup, Stall, Status, WrongRange, refused_url
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 2.0, "progress": False}
 BODY = os.urandom(300_000)  # several network chunks, so a drop lands in the middle of the body
@@ -327,7 +327,7 @@ def test_all_mirrors_failing_lists_every_url_and_what_to_do(server, tmp_path):
     message = str(err.value)
     lines = message.splitlines()
     for i, (url, reason) in enumerate(
-        zip(urls, ["HTTP 404", "connection refused", "HTTP 503", "does not exist"]), start=1
+        zip(urls, ["HTTP 404", "connection refused", "HTTP 503", "does not exist"], strict=True), start=1
     ):
         assert any(line.startswith(f"  {i}. {url}: ") and reason in line for line in lines), (url, message)
     assert "check the network" in message and "mirrors: [...]" in message and f"place it at {dest}" in message

@@ -30,7 +30,7 @@ def test_ranks_equal_the_brute_force_reference_with_ties(data, users, items, lev
     )
     target = data.draw(st.lists(st.integers(0, items - 1), min_size=users, max_size=users))
     got = ranks_from_scores(torch.tensor(scores, dtype=torch.float32), torch.tensor(target))
-    assert got.tolist() == [brute_force_rank(s, t) for s, t in zip(scores, target)]
+    assert got.tolist() == [brute_force_rank(s, t) for s, t in zip(scores, target, strict=True)]
 
 
 def test_all_equal_scores_rank_last_not_first():

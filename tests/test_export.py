@@ -76,7 +76,7 @@ def test_files_equal_our_split(tmp_path_factory, lists, max_history):
     ours = split(read_sequences(seqs), max_history=max_history)
     for name in ("train", "valid", "test"):
         rows = ours[name]
-        columns = zip(rows.user_idx, rows.history, rows.length, rows.target)
+        columns = zip(rows.user_idx, rows.history, rows.length, rows.target, strict=True)
         expected = [(int(u), h[:n].tolist(), int(t)) for u, h, n, t in columns]
         assert read_inter(folder / "out" / f"T.{name}.inter") == expected
 

@@ -12,9 +12,9 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
 from ant.cli import main
+from ant.features.device import pil_backend
 from ant.features.images import FetchSettings, fetch_images, read_manifest, read_ok_images
 from ant.features.store import load_features
-from ant.features.device import pil_backend
 from ant.features.vision import Normaliser, StoredImages, item_means
 
 
@@ -27,8 +27,14 @@ def models(tmp_path_factory):
 def fetched(tmp_path):
     """Items with 2, 0 (dead link), 1, 0 (no URL), 3 images, fetched from file:// URLs."""
     files = {}
-    for name, data in {"a.jpg": jpeg(120, 80, 1), "b.png": png(30, 50, 2, "RGBA"), "c.jpg": jpeg(64, 64, 3),
-                       "d.png": png(200, 90, 4), "e.jpg": jpeg(17, 33, 5), "f.jpg": jpeg(90, 90, 6)}.items():
+    for name, data in {
+        "a.jpg": jpeg(120, 80, 1),
+        "b.png": png(30, 50, 2, "RGBA"),
+        "c.jpg": jpeg(64, 64, 3),
+        "d.png": png(200, 90, 4),
+        "e.jpg": jpeg(17, 33, 5),
+        "f.jpg": jpeg(90, 90, 6),
+    }.items():
         files[name] = (tmp_path / name).as_uri()
         (tmp_path / name).write_bytes(data)
     dead = (tmp_path / "missing.jpg").as_uri()
@@ -46,8 +52,28 @@ def fetched(tmp_path):
 
 
 def embed(items, manifest, out, swin, *extra):
-    return main(["embed-image", "--task", "T", "--items", str(items), "--images", str(manifest), "--out-dir", str(out),
-                 "--model", str(swin), "--batch-size", "2", "--device", "cpu", "--shard-items", "2", *extra])
+    return main(
+        [
+            "embed-image",
+            "--task",
+            "T",
+            "--items",
+            str(items),
+            "--images",
+            str(manifest),
+            "--out-dir",
+            str(out),
+            "--model",
+            str(swin),
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--shard-items",
+            "2",
+            *extra,
+        ]
+    )
 
 
 def direct_mean(swin, blobs):

@@ -81,8 +81,16 @@ def test_bad_images_are_classified(data, status):
 
 # ---------------------------------------------------------------- the server ----------------------------
 SETTINGS = FetchSettings(
-    per_item=4, max_side=64, max_bytes=200_000, max_pixels=1_000_000, timeout_s=0.4, retries=1, backoff_s=0.01,
-    workers=4, per_host=2, shard_items=4,
+    per_item=4,
+    max_side=64,
+    max_bytes=200_000,
+    max_pixels=1_000_000,
+    timeout_s=0.4,
+    retries=1,
+    backoff_s=0.01,
+    workers=4,
+    per_host=2,
+    shard_items=4,
 )
 
 
@@ -121,9 +129,21 @@ def serve_every_case(server, other, tmp_path):
         [],  # no image URLs at all
     ]
     expected_requests = Counter(
-        {"/good.jpg": 1, "/good.png": 3, "/missing.jpg": 1, "/slow.jpg": 2, "/truncated.jpg": 1, "/page.html": 1,
-         "/bomb.png": 1, "/huge.jpg": 1, "/error.jpg": 2, "/moved.jpg": 1, "/to-file.jpg": 1, "/to-other.jpg": 1,
-         "/loop.jpg": 6}
+        {
+            "/good.jpg": 1,
+            "/good.png": 3,
+            "/missing.jpg": 1,
+            "/slow.jpg": 2,
+            "/truncated.jpg": 1,
+            "/page.html": 1,
+            "/bomb.png": 1,
+            "/huge.jpg": 1,
+            "/error.jpg": 2,
+            "/moved.jpg": 1,
+            "/to-file.jpg": 1,
+            "/to-other.jpg": 1,
+            "/loop.jpg": 6,
+        }
     )
     return items, expected_requests
 
@@ -132,7 +152,9 @@ def test_every_dead_link_is_counted_by_cause(tmp_path):
     with ImageServer() as server, ImageServer() as other:
         items, expected_requests = serve_every_case(server, other, tmp_path)
         write_items(tmp_path / "items.parquet", images=items)
-        manifest = fetch_images(tmp_path / "items.parquet", tmp_path / "out", SETTINGS, stats_path=tmp_path / "stats.json")
+        manifest = fetch_images(
+            tmp_path / "items.parquet", tmp_path / "out", SETTINGS, stats_path=tmp_path / "stats.json"
+        )
         assert Counter(server.paths()) == expected_requests  # nothing else was ever asked for
         assert {r.host for r in server.requests} == {server.netloc}
         assert other.paths() == ["/good.jpg"]  # exactly the one cross-host redirect
@@ -140,8 +162,17 @@ def test_every_dead_link_is_counted_by_cause(tmp_path):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats == manifest["stats"]
     assert stats["by_status"] == {
-        "ok": 5, "http_404": 1, "timeout": 1, "truncated_image": 1, "invalid_image": 1, "decompression_bomb": 1,
-        "too_large": 1, "http_500": 1, "redirect_refused": 1, "too_many_redirects": 1, "scheme_refused": 2,
+        "ok": 5,
+        "http_404": 1,
+        "timeout": 1,
+        "truncated_image": 1,
+        "invalid_image": 1,
+        "decompression_bomb": 1,
+        "too_large": 1,
+        "http_500": 1,
+        "redirect_refused": 1,
+        "too_many_redirects": 1,
+        "scheme_refused": 2,
     }
     assert (stats["items"], stats["items_with_image"], stats["items_without_urls"]) == (14, 4, 1)
     assert (stats["slots"], stats["slots_ok"], stats["slots_ok_by_fallback"], stats["urls_tried"]) == (15, 5, 1, 16)
@@ -269,8 +300,20 @@ def test_cli_writes_manifest_and_stats_and_rejects_bad_input(tmp_path, caplog):
     good.write_bytes(jpeg(300, 100))
     write_items(tmp_path / "items.parquet", images=[[(good.as_uri(), None)]])
     out = tmp_path / "images"
-    args = ["fetch-images", "--items", str(tmp_path / "items.parquet"), "--out-dir", str(out),
-            "--stats", str(out / "stats.json"), "--max-side", "32", "--schemes", "file", "--no-cross-host-redirects"]
+    args = [
+        "fetch-images",
+        "--items",
+        str(tmp_path / "items.parquet"),
+        "--out-dir",
+        str(out),
+        "--stats",
+        str(out / "stats.json"),
+        "--max-side",
+        "32",
+        "--schemes",
+        "file",
+        "--no-cross-host-redirects",
+    ]
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["max_side"] == 32 and manifest["settings"]["schemes"] == ["file"]

@@ -50,8 +50,13 @@ def test_fixture_end_to_end(tmp_path):
 
     seqs = pl.read_parquet(tmp_path / "sequences.parquet")
     assert seqs.schema == pl.Schema(
-        {"user_idx": pl.Int32, "user_id": pl.String, "item_idx": pl.List(pl.Int32), "item_id": pl.List(pl.String),
-         "timestamp": pl.List(pl.Int64)}  # fmt: skip
+        {
+            "user_idx": pl.Int32,
+            "user_id": pl.String,
+            "item_idx": pl.List(pl.Int32),
+            "item_id": pl.List(pl.String),
+            "timestamp": pl.List(pl.Int64),
+        }  # fmt: skip
     )
     # users in id order (A10 < A2B < AX9); within a user by (timestamp, item id): at t=200 "0001" < "B01",
     # and AX9's two B01 lines at t=200 with different ratings are two interactions
@@ -106,7 +111,7 @@ def brute_force_kcore(user, item, k):
         for us in itertools.combinations(users, nu):
             for ni in range(len(items) + 1):
                 for its in itertools.combinations(items, ni):
-                    rows = {r for r, (u, i) in enumerate(zip(user, item)) if u in us and i in its}
+                    rows = {r for r, (u, i) in enumerate(zip(user, item, strict=True)) if u in us and i in its}
                     deg_u = [sum(1 for r in rows if user[r] == u) for u in us]
                     deg_i = [sum(1 for r in rows if item[r] == i) for i in its]
                     if all(d >= k for d in deg_u + deg_i) and len(rows) > len(best):
@@ -171,7 +176,7 @@ def test_shuffled_input_gives_byte_identical_outputs_and_matches_pure_python(tmp
         assert expected == {}
     else:
         got = pl.read_parquet(folder / "a" / "sequences.parquet")
-        assert dict(zip(got["user_id"].to_list(), got["item_id"].to_list())) == expected
+        assert dict(zip(got["user_id"].to_list(), got["item_id"].to_list(), strict=True)) == expected
 
 
 # ---------------------------------------------------------------- helpers ----------------------------------
@@ -183,7 +188,7 @@ def test_shuffled_input_gives_byte_identical_outputs_and_matches_pure_python(tmp
 def test_sorted_rows_packed_and_lexsort_paths(rows, unique, huge):
     columns = [np.array([r[c] for r in rows], dtype=np.int64) for c in range(3)]
     sizes = [6, 4, 10] if not huge else [2**30, 2**30, 2**30]  # 90 bits: no packing, lexsort
-    got = list(zip(*[c.tolist() for c in sorted_rows(columns, sizes, unique)]))
+    got = list(zip(*[c.tolist() for c in sorted_rows(columns, sizes, unique)], strict=True))
     assert got == (sorted(set(rows)) if unique else sorted(rows))
 
 

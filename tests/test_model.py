@@ -19,7 +19,15 @@ def features(n, seed=0):
 
 
 def config(**kw):
-    base = dict(dims=DIMS, hidden_size=8, experts=3, layers=2, attention_heads=2, inner_size=8, max_history=7)
+    base = {
+        "dims": DIMS,
+        "hidden_size": 8,
+        "experts": 3,
+        "layers": 2,
+        "attention_heads": 2,
+        "inner_size": 8,
+        "max_history": 7,
+    }
     return ANTConfig(**(base | kw))
 
 

@@ -56,8 +56,23 @@ def test_cli_store_round_trip(tmp_path, caplog):
     values = [12.99, None, 1299.0, 0.0, -5.0]
     items = write_items(tmp_path / "items.parquet", prices=values)
     out = tmp_path / "price"
-    args = ["embed-price", "--task", "T", "--items", str(items), "--out-dir", str(out), "--dim", "64",
-            "--max-usd", "1000", "--scale", "10000", "--base", "50000"]
+    args = [
+        "embed-price",
+        "--task",
+        "T",
+        "--items",
+        str(items),
+        "--out-dir",
+        str(out),
+        "--dim",
+        "64",
+        "--max-usd",
+        "1000",
+        "--scale",
+        "10000",
+        "--base",
+        "50000",
+    ]
     assert main(args) == 0
     features = load_features(out / "manifest.json", items)
     assert features.present.tolist() == [True, False, True, True, False]

@@ -25,7 +25,7 @@ def reference(lists, max_history):
 def as_tuples(rows):
     return [
         (int(u), [int(i) for i in h[:n]], int(t))
-        for u, h, n, t in zip(rows.user_idx, rows.history, rows.length, rows.target)
+        for u, h, n, t in zip(rows.user_idx, rows.history, rows.length, rows.target, strict=True)
     ]
 
 
@@ -61,9 +61,7 @@ def test_too_short_user_is_an_error():
 
 def test_read_sequences_from_parquet(tmp_path):
     lists = [[3, 1, 2, 5], [0, 4, 4]]
-    table = pa.table(
-        {"user_idx": pa.array([7, 9], pa.int32()), "item_idx": pa.array(lists, pa.list_(pa.int32()))}
-    )
+    table = pa.table({"user_idx": pa.array([7, 9], pa.int32()), "item_idx": pa.array(lists, pa.list_(pa.int32()))})
     path = tmp_path / "sequences.parquet"
     pq.write_table(table, path)
     seqs = read_sequences(path)

@@ -17,8 +17,14 @@ def write_items(path, ids):
 
 def build(out_dir, ids, values, present, digest="inputs-v1", shard_rows=3):
     store = FeatureStore(
-        out_dir, task="T", modality="text", encoder={"name": "enc"}, dim=values.shape[1],
-        item_ids=ids, inputs_digest=digest, shard_rows=shard_rows,
+        out_dir,
+        task="T",
+        modality="text",
+        encoder={"name": "enc"},
+        dim=values.shape[1],
+        item_ids=ids,
+        inputs_digest=digest,
+        shard_rows=shard_rows,
     )
     for shard in store.shards():
         store.write_shard(shard, values[shard.start : shard.stop], present[shard.start : shard.stop])
@@ -50,8 +56,14 @@ def test_resume_skips_only_matching_shards(tmp_path, items):
     store = build(tmp_path / "s", items, values, np.ones(8, bool))
     assert all(store.is_done(s) for s in store.shards())
     changed = FeatureStore(
-        tmp_path / "s", task="T", modality="text", encoder={"name": "enc"}, dim=2,
-        item_ids=items, inputs_digest="inputs-v2", shard_rows=3,
+        tmp_path / "s",
+        task="T",
+        modality="text",
+        encoder={"name": "enc"},
+        dim=2,
+        item_ids=items,
+        inputs_digest="inputs-v2",
+        shard_rows=3,
     )
     assert not any(changed.is_done(s) for s in changed.shards())  # new inputs: nothing reused
     (tmp_path / "s" / "part-00001.parquet").write_bytes(b"garbage")
@@ -94,7 +106,8 @@ def test_write_shard_checks_shape_and_values(tmp_path, items):
     shard = store.shards()[0]
     with pytest.raises(ValueError, match="expected"):
         store.write_shard(shard, np.zeros((3, 2)), np.zeros(3, bool))
-    bad = np.zeros((8, 2)); bad[0, 0] = np.nan
+    bad = np.zeros((8, 2))
+    bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         store.write_shard(shard, bad, np.zeros(8, bool))
     assert not list(tmp_path.glob("part-*"))
@@ -107,8 +120,16 @@ def test_partitions_merge_into_the_manifest_of_one_job(tmp_path, items):
     values = np.arange(16, dtype=np.float32).reshape(8, 2)
 
     def store(out, digest="inputs-v1", encoder=None):
-        return FeatureStore(out, task="T", modality="text", encoder=encoder or {"name": "enc"}, dim=2,
-                            item_ids=items, inputs_digest=digest, shard_rows=3)
+        return FeatureStore(
+            out,
+            task="T",
+            modality="text",
+            encoder=encoder or {"name": "enc"},
+            dim=2,
+            item_ids=items,
+            inputs_digest=digest,
+            shard_rows=3,
+        )
 
     def compute(shard, progress):
         progress.update(shard.stop - shard.start)

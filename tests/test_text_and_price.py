@@ -68,7 +68,7 @@ def test_clean_fields_equals_reference(values, max_chars):
     st.integers(2, 40),
 )
 def test_item_texts_equals_reference(rows, max_chars):
-    titles, categories, brands = (list(column) for column in zip(*rows)) if rows else ([], [], [])
+    titles, categories, brands = (list(column) for column in zip(*rows, strict=True)) if rows else ([], [], [])
     got = item_texts(
         pl.Series(titles, dtype=pl.String),
         pl.Series(categories, dtype=pl.List(pl.String)),
@@ -116,8 +116,9 @@ def test_unknown_mode_is_an_error():
 
 _PRICE = st.one_of(
     st.none(),
-    st.lists(st.sampled_from(["$", "1", "23", ",", "456", ".", "99", " ", "-", " - ", "a", "{", "\t"]), max_size=10)
-    .map("".join),
+    st.lists(
+        st.sampled_from(["$", "1", "23", ",", "456", ".", "99", " ", "-", " - ", "a", "{", "\t"]), max_size=10
+    ).map("".join),
     st.text(max_size=12),
 )
 
@@ -127,7 +128,7 @@ def test_parse_prices_equals_reference(values, mode):
     got = parse_prices(pl.Series(values, dtype=pl.String), mode)
     expected = [parse_price(v, mode) for v in values]
     assert got["price_status"].to_list() == [status for _, status in expected]
-    for value, (reference, _) in zip(got["price_usd"].to_list(), expected):
+    for value, (reference, _) in zip(got["price_usd"].to_list(), expected, strict=True):
         assert (value is None and reference is None) or math.isclose(value, reference, rel_tol=1e-12)
 
 

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from features_helpers import tiny_models, write_items
 from hypothesis import given
 from hypothesis import strategies as st
-from features_helpers import tiny_models, write_items
 from transformers import AutoModel, AutoTokenizer
 
 import ant.features.text as text_module
@@ -37,8 +37,26 @@ def items(tmp_path):
 
 
 def embed(items, out, bert, *extra):
-    args = ["embed-text", "--task", "T", "--items", str(items), "--out-dir", str(out), "--model", str(bert),
-            "--max-length", "512", "--batch-size", "2", "--device", "cpu", "--shard-items", "3", *extra]
+    args = [
+        "embed-text",
+        "--task",
+        "T",
+        "--items",
+        str(items),
+        "--out-dir",
+        str(out),
+        "--model",
+        str(bert),
+        "--max-length",
+        "512",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--shard-items",
+        "3",
+        *extra,
+    ]
     return main(args)
 
 
@@ -59,7 +77,11 @@ def test_stored_vector_is_the_direct_cls_of_each_text(tmp_path, items, models):
         np.testing.assert_allclose(features.values[i], direct_cls(bert, text), rtol=1e-4, atol=1e-5, err_msg=text)
     manifest = features.manifest
     assert manifest["encoder"]["name"] == "tiny-bert" and len(manifest["encoder"]["files_sha256"]) == 64
-    assert (manifest["encoder"]["pooling"], manifest["encoder"]["precision"], manifest["empty_texts"]) == ("cls", "fp32", 1)
+    assert (manifest["encoder"]["pooling"], manifest["encoder"]["precision"], manifest["empty_texts"]) == (
+        "cls",
+        "fp32",
+        1,
+    )
     assert len(manifest["shards"]) == 3
 
 
@@ -124,7 +146,9 @@ def test_partitions_then_merge_equal_one_job(tmp_path, items, models):
     assert embed(items, parts, bert, "--partitions", "2", "--partition", "0") == 0
     assert sorted(p.name for p in (parts / "partitions").iterdir()) == ["0-of-2.json", "1-of-2.json"]
     assert embed(items, parts, bert, "--partitions", "2", "--merge") == 0
-    assert json.loads((parts / "manifest.json").read_text()) == json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert json.loads((parts / "manifest.json").read_text()) == json.loads(
+        (tmp_path / "one" / "manifest.json").read_text()
+    )
 
 
 def test_model_errors_say_how_to_provide_the_model(tmp_path, items, models, caplog):
@@ -135,8 +159,24 @@ def test_model_errors_say_how_to_provide_the_model(tmp_path, items, models, capl
     assert "HF_HOME" in caplog.text and "HF_HUB_OFFLINE" in caplog.text
     caplog.clear()
     bert, _ = models
-    assert main(["embed-text", "--task", "T", "--items", str(items), "--out-dir", str(tmp_path / "c"),
-                 "--model", str(bert), "--max-length", "600"]) == 1
+    assert (
+        main(
+            [
+                "embed-text",
+                "--task",
+                "T",
+                "--items",
+                str(items),
+                "--out-dir",
+                str(tmp_path / "c"),
+                "--model",
+                str(bert),
+                "--max-length",
+                "600",
+            ]
+        )
+        == 1
+    )
     assert "position embeddings" in caplog.text
     if not torch.cuda.is_available():
         caplog.clear()
@@ -151,5 +191,5 @@ def test_padding_keeps_every_token_in_order_and_rounds_the_width(ids, multiple):
     width = input_ids.shape[1]
     assert width % multiple == 0 and lengths.max() <= width < lengths.max() + multiple
     assert mask.sum(1).tolist() == lengths.tolist()
-    for row, tokens in zip(input_ids, ids):
+    for row, tokens in zip(input_ids, ids, strict=True):
         assert row[: len(tokens)].tolist() == tokens and not row[len(tokens) :].any()

@@ -15,8 +15,20 @@ from ant.features.tiny_models import SPECIAL_TOKENS, demo_words, wordpiece_vocab
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        assert main(["tiny-models", "--bert", str(root / name / "bert"), "--swin", str(root / name / "swin"),
-                     "--seed", str(seed)]) == 0
+        assert (
+            main(
+                [
+                    "tiny-models",
+                    "--bert",
+                    str(root / name / "bert"),
+                    "--swin",
+                    str(root / name / "swin"),
+                    "--seed",
+                    str(seed),
+                ]
+            )
+            == 0
+        )
     return root
 
 
@@ -48,7 +60,7 @@ def test_vocabulary_has_specials_characters_and_the_demo_words():
     assert vocab[: len(SPECIAL_TOKENS)] == SPECIAL_TOKENS and len(vocab) == len(set(vocab))
     assert {"a", "##a", "7", "##7", "$", "##$"} <= set(vocab)
     assert "shirt" in vocab and "Shirt" not in vocab and "two words" not in vocab
-    assert set(w.lower() for w in words) <= set(vocab)
+    assert {w.lower() for w in words} <= set(vocab)
 
 
 @pytest.fixture(scope="module")

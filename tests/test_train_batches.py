@@ -47,8 +47,8 @@ def test_an_epoch_yields_every_row_once_cut_to_its_longest_history(lists, batch_
         assert batch.history.shape[1] == int(batch.length.max())
         assert (batch.history[:, -1][batch.length == batch.history.shape[1]] != PAD).all()
         assert (batch.group == 3).all()
-        seen += [(tuple(h[h != PAD].tolist()), int(t)) for h, t in zip(batch.history, batch.target)]
-    expected = [(tuple(h[h != PAD] + 100), int(t) + 100) for h, t in zip(train.history, train.target)]
+        seen += [(tuple(h[h != PAD].tolist()), int(t)) for h, t in zip(batch.history, batch.target, strict=True)]
+    expected = [(tuple(h[h != PAD] + 100), int(t) + 100) for h, t in zip(train.history, train.target, strict=True)]
     assert sorted(seen) == sorted(expected)
 
 
@@ -76,11 +76,17 @@ def test_all_positions_gives_the_prefix_outputs_in_one_pass():
         (batch,) = TrainRows.build(train, layout).batches(10_000, torch.device("cpu"))
         states, _, _ = batch.select(encoder(table[batch.history.clamp(min=0)], batch.length))
         if batch.target.dim() == 1:
-            keys = [(tuple(h[:n].tolist()), int(t)) for h, n, t in zip(batch.history, batch.length, batch.target)]
+            keys = [
+                (tuple(h[:n].tolist()), int(t))
+                for h, n, t in zip(batch.history, batch.length, batch.target, strict=True)
+            ]
         else:
             rows, cols = torch.nonzero(batch.target != PAD, as_tuple=True)  # the order select() uses
-            keys = [(tuple(batch.history[r, : c + 1].tolist()), int(batch.target[r, c])) for r, c in zip(rows, cols)]
-        return dict(zip(keys, states))
+            keys = [
+                (tuple(batch.history[r, : c + 1].tolist()), int(batch.target[r, c]))
+                for r, c in zip(rows, cols, strict=True)
+            ]
+        return dict(zip(keys, states, strict=True))
 
     prefixes, positions = outputs("prefixes"), outputs("all_positions")
     assert prefixes.keys() == positions.keys() and len(prefixes) == len(train)

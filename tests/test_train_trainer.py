@@ -45,17 +45,17 @@ class Scripted:
 
 
 def trainer(objective, tmp_path, **kw):
-    settings = dict(
-        epochs=len(objective.script),
-        lr=0.01,
-        lr_decay=0.9,
-        patience=None,
-        device=torch.device("cpu"),
-        seed=0,
-        out_dir=tmp_path,
-        fingerprint="f",
-        progress=False,
-    )
+    settings = {
+        "epochs": len(objective.script),
+        "lr": 0.01,
+        "lr_decay": 0.9,
+        "patience": None,
+        "device": torch.device("cpu"),
+        "seed": 0,
+        "out_dir": tmp_path,
+        "fingerprint": "f",
+        "progress": False,
+    }
     return Trainer(objective, **(settings | kw))
 
 

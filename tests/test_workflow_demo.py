@@ -13,7 +13,7 @@ import pytest
 
 from ant.data.split import read_sequences, split
 from ant.features.store import load_features
-from tests.workflow_helpers import jobs_of, load_config, snakemake, make_workdir
+from tests.workflow_helpers import jobs_of, load_config, make_workdir, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -37,7 +37,9 @@ def test_table_one_matches_the_stats(demo):
     for row in table.iter_rows(named=True):
         stats = json.loads((demo / f"results/data/{row['task']}/stats.json").read_text())
         assert (row["users"], row["items"], row["interactions"]) == (
-            stats["users"], stats["items"], stats["interactions"]
+            stats["users"],
+            stats["items"],
+            stats["interactions"],
         )
         assert row["users"] >= 100 and row["items"] >= 50
     assert "| task" in (demo / "results/tables/datasets.md").read_text()

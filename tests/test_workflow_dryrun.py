@@ -97,7 +97,11 @@ def test_custom_task_from_urls_and_paths(work, tmp_path):
 
 def test_a_local_source_that_does_not_exist_is_reported_before_anything_runs(work, tmp_path):
     config = load_config("config.yaml")
-    config["tasks"]["MyShop"] = {"release": "amazon2018", "ratings": f"{tmp_path}/nope.csv", "meta": f"{tmp_path}/nope.json.gz"}
+    config["tasks"]["MyShop"] = {
+        "release": "amazon2018",
+        "ratings": f"{tmp_path}/nope.csv",
+        "meta": f"{tmp_path}/nope.json.gz",
+    }
     config["targets"] = ["MyShop"]
     write_config(work, "custom.yaml", config)
     run = snakemake(work, "-n", "results/data/MyShop/stats.json", "--configfile", "config/custom.yaml")

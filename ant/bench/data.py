@@ -122,8 +122,14 @@ def write_ratings(path: Path, shape: Shape) -> None:
             source = rng.integers(0, n, n)
             u, i, t, r = (np.where(dup, a[source], a) for a in (u, i, t, r))
             writer.write_table(
-                pa.table({"i": items.take(pa.array(i)), "u": users.take(pa.array(u)), "r": pa.array(_RATINGS[r]),
-                          "t": pa.array(t)})  # fmt: skip
+                pa.table(
+                    {
+                        "i": items.take(pa.array(i)),
+                        "u": users.take(pa.array(u)),
+                        "r": pa.array(_RATINGS[r]),
+                        "t": pa.array(t),
+                    }
+                )  # fmt: skip
             )
 
 
@@ -172,7 +178,10 @@ def _meta_frame(rng: np.random.Generator, ids: pa.Array) -> pl.DataFrame:
         {
             "category": category.gather(rng.integers(0, 1024, n)),
             # a one-element list of text, as in the raw files
-            "description": _word_lists(rng, n, 0, 40).list.join(" ").to_frame().select(pl.concat_list(pl.first()))
+            "description": _word_lists(rng, n, 0, 40)
+            .list.join(" ")
+            .to_frame()
+            .select(pl.concat_list(pl.first()))
             .to_series(),
             "title": _word_lists(rng, n, 3, 14).list.join(" "),
             "also_buy": _word_lists(rng, n, 0, 6),
@@ -347,8 +356,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--meta-records", type=int, default=2_700_000, help="meta records (Clothing: 2.7M)")
     parser.add_argument("--sample-lines", type=int, default=1_000_000,
                         help="lines of the comparison with pure Python (meta records scaled alike)")  # fmt: skip
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each side of the comparison, alternating; the fastest counts (default 3)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each side of the comparison, alternating; the fastest counts (default 3)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-full", action="store_true", help="only run the comparison with pure Python")
     parser.add_argument("--workdir", default=None, help="folder for the temporary files (default: system temp)")
@@ -392,12 +405,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {phase:<28} {seconds:8.1f} s")
         expected = json.loads((sample / "reference.json").read_text())
         got = pl.read_parquet(sample / "sequences.parquet", columns=["user_id", "item_id"])
-        same = dict(zip(got["user_id"].to_list(), got["item_id"].to_list())) == expected
+        same = dict(zip(got["user_id"].to_list(), got["item_id"].to_list(), strict=True)) == expected
         print(f"  same sequences as pure Python: {same} ({len(expected):,} users)")
-        print(f"  speed-up over pure Python: {reference.work_s / (ingest.work_s + kcore.work_s):.1f}x (work), "
-              f"{reference.wall_s / (ingest.wall_s + kcore.wall_s):.1f}x (wall: our 2 processes vs its 1)")
+        print(
+            f"  speed-up over pure Python: {reference.work_s / (ingest.work_s + kcore.work_s):.1f}x (work), "
+            f"{reference.wall_s / (ingest.wall_s + kcore.wall_s):.1f}x (wall: our 2 processes vs its 1)"
+        )
         ref = reference.phases
         without_meta = ref["read ratings"] + ref["dedupe, meta filter"] + ref["k-core, order"]
-        print(f"    ratings -> sequences: {without_meta / (ingest.phases['ratings'] + kcore.work_s):.1f}x, "
-              f"meta: {ref['read meta'] / ingest.phases['meta']:.1f}x")
+        print(
+            f"    ratings -> sequences: {without_meta / (ingest.phases['ratings'] + kcore.work_s):.1f}x, "
+            f"meta: {ref['read meta'] / ingest.phases['meta']:.1f}x"
+        )
         return 0 if same else 1

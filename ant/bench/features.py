@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     precision = rt.resolve_precision(device, args.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"features benchmark: {device} ({name}), precision {precision}, torch {torch.__version__}")
-    print(f"{'modality':8} {'model':5} {'method':6} {'batch':>5} {'items':>6} {'seconds':>8} {'items/s':>9} {'x naive':>8} "
-          f"{'padding':>7}")
+    print(
+        f"{'modality':8} {'model':5} {'method':6} {'batch':>5} {'items':>6} {'seconds':>8} {'items/s':>9} "
+        f"{'x naive':>8} {'padding':>7}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for modality in args.modalities:
             for size in args.models:
@@ -112,8 +114,9 @@ def text_model(size: str, vocab_size: int, device: torch.device) -> torch.nn.Mod
     from transformers import BertConfig, BertModel
 
     if size == "tiny":
-        config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64)
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
     else:
         config = BertConfig()  # bert-base-uncased's shape: 30522 tokens, 768-d, 12 layers, 12 heads
     return BertModel(config).to(device).eval()
@@ -127,9 +130,11 @@ def text_bench(size: str, n: int, args: argparse.Namespace, device: torch.device
     model = text_model(size, len(tokenizer), device)
     texts = synthetic_texts(n, args.seed)
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]])
-    print(f"# text {size}: {model.config.num_hidden_layers} layers, {model.config.hidden_size}-d; "
-          f"tokens per text: median {int(np.median(lengths))}, mean {lengths.mean():.0f}, max {lengths.max()}; "
-          "padding = tokens computed per real token")
+    print(
+        f"# text {size}: {model.config.num_hidden_layers} layers, {model.config.hidden_size}-d; "
+        f"tokens per text: median {int(np.median(lengths))}, mean {lengths.mean():.0f}, max {lengths.max()}; "
+        "padding = tokens computed per real token"
+    )
     naive = None
     if not args.no_naive:
         naive_loop(model, tokenizer, texts[:4], device)  # warm-up
@@ -139,8 +144,8 @@ def text_bench(size: str, n: int, args: argparse.Namespace, device: torch.device
         kw = {"max_length": 512, "batch_size": batch, "device": device, "precision": precision}
         # warm-up over every text: CUDA sets attention kernels up once per sequence length, a cost a real
         # embedding job pays once and then amortises over its hundreds of thousands of items
-        cold = _timed(device, lambda: encode_texts(model, tokenizer, texts, **kw))
-        seconds = _timed(device, lambda: encode_texts(model, tokenizer, texts, **kw))
+        cold = _timed(device, lambda kw=kw: encode_texts(model, tokenizer, texts, **kw))
+        seconds = _timed(device, lambda kw=kw: encode_texts(model, tokenizer, texts, **kw))
         print(f"# batch {batch}: first pass {cold:.2f} s (warm-up), timed pass below")
         _report("text", size, "ours", batch, n, seconds, naive, padding(lengths, batch, sort=True))
 
@@ -149,8 +154,9 @@ def naive_loop(model: torch.nn.Module, tokenizer: Any, texts: list[str], device:
     """UniSRec's generate_item_embedding: item order, 4 at a time, autograd left on."""
     out = []
     for start in range(0, len(texts), 4):
-        encoded = tokenizer(texts[start : start + 4], padding=True, max_length=512, truncation=True,
-                            return_tensors="pt").to(device)
+        encoded = tokenizer(
+            texts[start : start + 4], padding=True, max_length=512, truncation=True, return_tensors="pt"
+        ).to(device)
         out.append(model(**encoded).last_hidden_state[:, 0].detach().cpu())
     return torch.cat(out).numpy()
 
@@ -175,7 +181,9 @@ def image_model(size: str, device: torch.device, tmp: Path) -> tuple[Any, torch.
     if size == "tiny":
         config = SwinConfig(image_size=64, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=4)
     else:  # microsoft/swin-base-patch4-window7-224's shape
-        config = SwinConfig(image_size=224, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=7)
+        config = SwinConfig(
+            image_size=224, embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=7
+        )
     side = config.image_size
     # saved and loaded back as embed-image loads it: the PIL backend, whether or not torchvision is installed
     ViTImageProcessor(size={"height": side, "width": side}, resample=3, **IMAGENET).save_pretrained(tmp / size)
@@ -187,8 +195,10 @@ def image_bench(size: str, n: int, args: argparse.Namespace, device: torch.devic
     torch.manual_seed(args.seed)
     processor, model = image_model(size, device, tmp)
     blobs = synthetic_images(n, args.seed)
-    print(f"# image {size}: {model.config.image_size} px, {model.config.hidden_size}-d, "
-          f"{sum(model.config.depths)} blocks; {args.loader_workers} loader workers")
+    print(
+        f"# image {size}: {model.config.image_size} px, {model.config.hidden_size}-d, "
+        f"{sum(model.config.depths)} blocks; {args.loader_workers} loader workers"
+    )
     naive = None
     if not args.no_naive:
         naive_image_loop(model, processor, blobs[:4], device)  # warm-up
@@ -197,7 +207,7 @@ def image_bench(size: str, n: int, args: argparse.Namespace, device: torch.devic
     for batch in args.batch_sizes:
         kw = {"batch_size": batch, "workers": args.loader_workers, "device": device, "precision": precision}
         embed_images(model, processor, blobs[:batch], **kw)  # warm-up
-        seconds = _timed(device, lambda: embed_images(model, processor, blobs, **kw))
+        seconds = _timed(device, lambda kw=kw: embed_images(model, processor, blobs, **kw))
         _report("image", size, "ours", batch, n, seconds, naive)
 
 

@@ -113,7 +113,7 @@ class _Decompressed(io.RawIOBase):
 
     def __init__(self, path: Path, layers: int) -> None:
         self._path = path
-        self._files: list[BinaryIO] = [open(path, "rb")]  # noqa: SIM115 (closed in close())
+        self._files: list[BinaryIO] = [open(path, "rb")]
         for _ in range(layers):
             self._files.append(gzip.GzipFile(fileobj=self._files[-1], mode="rb"))
 
@@ -224,7 +224,7 @@ def _reject(stats: LineStats, count: int, lines: list[int | None], texts: list[s
     """Count `count` parsed records as malformed after all; `lines`/`texts`: the first few of them."""
     stats.malformed_lines += count
     stats.records -= count
-    for line, text in zip(lines, texts):
+    for line, text in zip(lines, texts, strict=True):
         stats.example(line, reason, text)
 
 
@@ -317,8 +317,12 @@ def _typed_interactions(raw: pa.RecordBatch | pa.Table, timestamp_divisor: int) 
     for column in ("user_id", "item_id"):
         ok &= pc.fill_null(pc.binary_length(raw[column]), 0).to_numpy() > 0
     table = pa.table(
-        {"user_id": raw["user_id"], "item_id": raw["item_id"], "rating": rating.to_arrow(),
-         "timestamp": timestamp.to_arrow()}  # fmt: skip
+        {
+            "user_id": raw["user_id"],
+            "item_id": raw["item_id"],
+            "rating": rating.to_arrow(),
+            "timestamp": timestamp.to_arrow(),
+        }  # fmt: skip
     )
     return (table if ok.all() else table.filter(pa.array(ok))).cast(INTERACTIONS_SCHEMA), ok
 
@@ -528,9 +532,8 @@ def image_slots(hi: pl.Series, lo: pl.Series) -> pl.DataFrame:
         )
     )
     rows = pl.DataFrame({"row": pl.arange(0, frame.height, eager=True, dtype=pl.UInt32)})
-    return (
-        rows.join(slots, on="row", how="left", maintain_order="left")
-        .select(pl.col("image_urls", "image_fallback_urls").fill_null(empty))
+    return rows.join(slots, on="row", how="left", maintain_order="left").select(
+        pl.col("image_urls", "image_fallback_urls").fill_null(empty)
     )
 
 
@@ -673,10 +676,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", required=True, help="output interactions.parquet")
     parser.add_argument("--items", required=True, help="output items_raw.parquet")
     parser.add_argument("--stats", required=True, help="output ingest.json")
-    parser.add_argument("--max-malformed-share", type=float, default=0.01,
-                        help="fail when more than this share of a file's lines is malformed (default 0.01)")
-    parser.add_argument("--price-range", choices=MODES, default="lower",
-                        help="which number of a price range to keep (default lower)")
+    parser.add_argument(
+        "--max-malformed-share",
+        type=float,
+        default=0.01,
+        help="fail when more than this share of a file's lines is malformed (default 0.01)",
+    )
+    parser.add_argument(
+        "--price-range", choices=MODES, default="lower", help="which number of a price range to keep (default lower)"
+    )
     parser.add_argument("--max-field-chars", type=int, default=DEFAULT_MAX_CHARS,
                         help="a text field of at least this many characters becomes empty (default 2000)")  # fmt: skip
 

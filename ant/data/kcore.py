@@ -115,7 +115,7 @@ def sorted_rows(columns: list[np.ndarray], sizes: list[int], unique: bool) -> li
     bits = [max(int(size - 1).bit_length(), 1) for size in sizes]
     if sum(bits) <= 64:
         key = np.zeros(len(columns[0]), dtype=np.uint64)
-        for column, width in zip(columns, bits):
+        for column, width in zip(columns, bits, strict=True):
             key <<= np.uint64(width)
             key |= column.astype(np.uint64)
         key.sort()
@@ -285,7 +285,8 @@ def kcore(
     item_index, item_ids = _index_in_id_order(frame["item_id"], items, np.flatnonzero(np.bincount(item)))
     del frame
     user, t, item, r = sorted_rows(
-        [user_index[user], t, item_index[item], r], [len(user_ids), len(t_values), len(item_ids), len(r_values)],
+        [user_index[user], t, item_index[item], r],
+        [len(user_ids), len(t_values), len(item_ids), len(r_values)],
         unique=False,
     )
     final = _counts(user, item)

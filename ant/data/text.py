@@ -85,7 +85,5 @@ def item_texts(
         }
     )
     return fields.select(
-        pl.concat_str(["title", "categories", "brand"], separator=" ", ignore_nulls=True)
-        .fill_null("")
-        .alias("text")
+        pl.concat_str(["title", "categories", "brand"], separator=" ", ignore_nulls=True).fill_null("").alias("text")
     ).to_series()

@@ -38,12 +38,14 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, *, model: str, batch_
     parser.add_argument("--revision", default=None, help="hub branch, tag or commit (ignored for a folder)")
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
+    parser.add_argument(
+        "--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
 def resolve_device(name: str, partition: int | None = None) -> torch.device:
-    """"auto": the CPU without CUDA; with several GPUs, partition i takes GPU i mod count (so P partition jobs
+    """ "auto": the CPU without CUDA; with several GPUs, partition i takes GPU i mod count (so P partition jobs
     on one workstation spread over its GPUs) and an unpartitioned job the GPU with the most free memory.
     Where a scheduler sets CUDA_VISIBLE_DEVICES (SLURM), the job sees only its own GPU, which is then used."""
     if name == "auto":

@@ -204,8 +204,15 @@ class Fetcher:
                     continue
                 outcome = self.fetch_image(url)
                 rows.append(
-                    {"item_idx": item_idx, "slot": slot, "fallback": is_fallback, "url": url,
-                     "status": outcome.status, "error": outcome.error, "bytes": outcome.data}
+                    {
+                        "item_idx": item_idx,
+                        "slot": slot,
+                        "fallback": is_fallback,
+                        "url": url,
+                        "status": outcome.status,
+                        "error": outcome.error,
+                        "bytes": outcome.data,
+                    }
                 )
                 if outcome.status == "ok":
                     break
@@ -217,11 +224,13 @@ class Fetcher:
             if outcome.status != "ok":
                 return outcome
             s = self.settings
-            data = process_image(outcome.data or b"", max_pixels=s.max_pixels, max_side=s.max_side, quality=s.jpeg_quality)
+            data = process_image(
+                outcome.data or b"", max_pixels=s.max_pixels, max_side=s.max_side, quality=s.jpeg_quality
+            )
             return Outcome("ok", data=data)
         except BadImage as err:
             return Outcome(err.status, str(err))
-        except Exception as err:  # noqa: BLE001 - one odd URL must not end a run over millions; counted, logged
+        except Exception as err:
             log.warning("unexpected error for %s: %r", url, err)
             return Outcome("unexpected_error", repr(err))
 
@@ -268,7 +277,9 @@ class Fetcher:
         s = self.settings
         with self._host_slot(urlsplit(url).netloc.lower()):
             try:
-                with self._session().get(url, stream=True, timeout=(s.timeout_s, s.timeout_s), allow_redirects=False) as r:
+                with self._session().get(
+                    url, stream=True, timeout=(s.timeout_s, s.timeout_s), allow_redirects=False
+                ) as r:
                     if r.is_redirect:
                         return Outcome("redirect"), r.headers["location"]
                     if r.status_code != 200:
@@ -338,7 +349,9 @@ def _request_failure(err: Exception) -> str:
     if isinstance(err, _BAD_URL_ERRORS):
         return "bad_url"
     # a read timeout while streaming the body surfaces as a ConnectionError wrapping urllib3's ReadTimeoutError
-    if isinstance(err, requests.ConnectionError) and any(isinstance(a, urllib3.exceptions.TimeoutError) for a in err.args):
+    if isinstance(err, requests.ConnectionError) and any(
+        isinstance(a, urllib3.exceptions.TimeoutError) for a in err.args
+    ):
         return "timeout"
     return "connection_error"
 
@@ -365,7 +378,8 @@ def item_slots(table: pa.Table, per_item: int) -> list[Slots]:
     """Per item, its first per_item (primary, fallback) URL pairs."""
     primaries = table.column("image_urls").to_pylist()
     fallbacks = (
-        table.column("image_fallback_urls").to_pylist() if "image_fallback_urls" in table.column_names
+        table.column("image_fallback_urls").to_pylist()
+        if "image_fallback_urls" in table.column_names
         else [None] * len(primaries)
     )
     slots = []
@@ -433,13 +447,19 @@ def fetch_images(
     slots = item_slots(table, settings.per_item)
     shards = plan_shards(item_ids, slots, settings)
     todo = [s for s in shards if not shard_is_done(out_dir / s.file, s, retry_transient)]
-    log.info("%s: %d of %d shard(s) already done, %d to fetch", out_dir, len(shards) - len(todo), len(shards), len(todo))
+    log.info(
+        "%s: %d of %d shard(s) already done, %d to fetch", out_dir, len(shards) - len(todo), len(shards), len(todo)
+    )
     fetcher = Fetcher(settings)
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="fetch")
     try:
         with tqdm(
-            total=sum(s.stop - s.start for s in todo), unit=" items", file=sys.stderr, desc="images",
-            mininterval=0.5 if sys.stderr.isatty() else 15, disable=not todo,
+            total=sum(s.stop - s.start for s in todo),
+            unit=" items",
+            file=sys.stderr,
+            desc="images",
+            mininterval=0.5 if sys.stderr.isatty() else 15,
+            disable=not todo,
         ) as progress:
             for shard in todo:
                 rows = []
@@ -462,7 +482,11 @@ def _optional_fallback(items_path: str | Path) -> list[str]:
 
 
 def write_manifest(
-    out_dir: Path, shards: list[ImageShard], item_ids: list[str], slots: list[Slots], settings: FetchSettings,
+    out_dir: Path,
+    shards: list[ImageShard],
+    item_ids: list[str],
+    slots: list[Slots],
+    settings: FetchSettings,
     stats_path: str | Path | None,
 ) -> dict[str, Any]:
     names = ["item_idx", "slot", "fallback", "status"]
@@ -475,8 +499,13 @@ def write_manifest(
         "items_sha256": items_digest(item_ids),
         "settings": settings.stored(),
         "shards": [
-            {"file": s.file, "start": s.start, "stop": s.stop, "fingerprint": s.fingerprint,
-             "sha256": sha256_file(out_dir / s.file)}
+            {
+                "file": s.file,
+                "start": s.start,
+                "stop": s.stop,
+                "fingerprint": s.fingerprint,
+                "sha256": sha256_file(out_dir / s.file),
+            }
             for s in shards
         ],
         "stats": stats,
@@ -485,7 +514,9 @@ def write_manifest(
         write_json(stats, stats_path)
     write_json(manifest, out_dir / MANIFEST)
     by_status = ", ".join(f"{k} {v}" for k, v in stats["by_status"].items())
-    log.info("%d of %d items have an image; URLs tried: %s", stats["items_with_image"], stats["items"], by_status or "none")
+    log.info(
+        "%d of %d items have an image; URLs tried: %s", stats["items_with_image"], stats["items"], by_status or "none"
+    )
     return manifest
 
 
@@ -519,7 +550,9 @@ def read_manifest(manifest_path: str | Path, item_ids: list[str] | None = None) 
     manifest = read_json(path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
-    if item_ids is not None and (manifest["items"] != len(item_ids) or manifest["items_sha256"] != items_digest(item_ids)):
+    if item_ids is not None and (
+        manifest["items"] != len(item_ids) or manifest["items_sha256"] != items_digest(item_ids)
+    ):
         raise UserError(f"{path} was fetched for another item list; rerun the fetch_images rule")
     return manifest
 
@@ -535,7 +568,8 @@ def read_ok_images(
         if entry["stop"] <= start or entry["start"] >= stop:
             continue
         table = pq.read_table(
-            folder / entry["file"], columns=["item_idx", "bytes"],
+            folder / entry["file"],
+            columns=["item_idx", "bytes"],
             filters=[("status", "==", "ok"), ("item_idx", ">=", start), ("item_idx", "<", stop)],
         )
         idx.append(table.column("item_idx").to_numpy())

@@ -81,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
 
     encoder = {"name": "sinusoidal", **settings, "code_version": STAGES["price"]}
     store = FeatureStore(
-        args.out_dir, task=args.task, modality="price", encoder=encoder, dim=args.dim,
-        item_ids=item_ids, inputs_digest=hashlib.sha256(price.tobytes()).hexdigest(),
+        args.out_dir,
+        task=args.task,
+        modality="price",
+        encoder=encoder,
+        dim=args.dim,
+        item_ids=item_ids,
+        inputs_digest=hashlib.sha256(price.tobytes()).hexdigest(),
         shard_rows=args.shard_items,
     )
     fill_store(store, compute, partition=args.partition, partitions=args.partitions, extra=extra)

@@ -1,7 +1,8 @@
 """The feature store: per task x modality x encoder, Parquet shards plus a manifest.
 
-    results/features/<task>/<modality>/<encoder>/part-00000.parquet   item_idx i32, vector fixed_size_list<f32>[d], present bool
-                                                  manifest.json        written last: encoder, dim, items, shards + checksums
+    results/features/<task>/<modality>/<encoder>/
+        part-00000.parquet   item_idx i32, vector fixed_size_list<f32>[d], present bool
+        manifest.json        written last: encoder, dim, items, shards + checksums
 
 A shard covers a contiguous item_idx range and is written atomically, with a fingerprint of everything its
 vectors depend on (encoder identity, item order, inputs) in its Parquet metadata: a rerun skips the shards
@@ -236,8 +237,14 @@ def merge_partitions(
         )
     first = markers[0]
     store = FeatureStore(
-        out_dir, task=first["task"], modality=first["modality"], encoder=first["encoder"], dim=first["dim"],
-        item_ids=item_ids, inputs_digest=first["inputs_digest"], shard_rows=first["shard_rows"],
+        out_dir,
+        task=first["task"],
+        modality=first["modality"],
+        encoder=first["encoder"],
+        dim=first["dim"],
+        item_ids=item_ids,
+        inputs_digest=first["inputs_digest"],
+        shard_rows=first["shard_rows"],
     )
     if store.fingerprint != first["fingerprint"]:
         raise UserError(f"{out_dir}: the partitions were computed for another item list; rerun them")
@@ -245,7 +252,9 @@ def merge_partitions(
         manifest = store.write_manifest(extra)
     except RuntimeError as err:
         raise UserError(f"{err}; rerun the partition jobs") from err
-    log.info("%s: %d partitions merged, %d shards, %d items", out_dir, partitions, len(manifest["shards"]), store.n_items)
+    log.info(
+        "%s: %d partitions merged, %d shards, %d items", out_dir, partitions, len(manifest["shards"]), store.n_items
+    )
     return manifest
 
 
@@ -273,12 +282,19 @@ def fill_store(
     todo = [s for s in own if not store.is_done(s)]
     log.info(
         "%s/%s: %d of %d shard(s) already done, %d to compute",
-        store.task, store.modality, len(own) - len(todo), len(own), len(todo),
+        store.task,
+        store.modality,
+        len(own) - len(todo),
+        len(own),
+        len(todo),
     )
     if todo:
         with tqdm(
-            total=sum(s.stop - s.start for s in todo), unit=" " + label, file=sys.stderr,
-            desc=f"{store.task} {store.modality}", mininterval=0.5 if sys.stderr.isatty() else 15,
+            total=sum(s.stop - s.start for s in todo),
+            unit=" " + label,
+            file=sys.stderr,
+            desc=f"{store.task} {store.modality}",
+            mininterval=0.5 if sys.stderr.isatty() else 15,
         ) as progress:
             for shard in todo:
                 values, present = compute(shard, progress)
@@ -299,7 +315,9 @@ def add_store_arguments(parser: argparse.ArgumentParser, shard_items: int) -> No
     parser.add_argument("--partitions", type=int, default=1, help="how many jobs share this task's shards")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--partition", type=int, default=None,
+        "--partition",
+        type=int,
+        default=None,
         help="compute only this partition (0-based) and write its marker; without it: everything + manifest",
     )
     group.add_argument(

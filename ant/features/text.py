@@ -78,14 +78,26 @@ def run(args: argparse.Namespace) -> int:
             loaded["tokenizer"], loaded["model"] = rt.load_text_encoder(args.model, args.revision, device)
             log.info("encoding on %s (%s), batch size %d", device, precision, args.batch_size)
         values = encode_texts(
-            loaded["model"], loaded["tokenizer"], texts[shard.start : shard.stop], max_length=args.max_length,
-            batch_size=args.batch_size, device=device, precision=precision, progress=progress,
+            loaded["model"],
+            loaded["tokenizer"],
+            texts[shard.start : shard.stop],
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            device=device,
+            precision=precision,
+            progress=progress,
         )
         return values, np.ones(len(values), dtype=bool)
 
     store = FeatureStore(
-        args.out_dir, task=args.task, modality="text", encoder=encoder, dim=config.hidden_size, item_ids=item_ids,
-        inputs_digest=texts_digest(texts), shard_rows=args.shard_items,
+        args.out_dir,
+        task=args.task,
+        modality="text",
+        encoder=encoder,
+        dim=config.hidden_size,
+        item_ids=item_ids,
+        inputs_digest=texts_digest(texts),
+        shard_rows=args.shard_items,
     )
     fill_store(store, compute, partition=args.partition, partitions=args.partitions, extra=extra)
     return 0

@@ -92,8 +92,11 @@ def build_bert(out: str | Path, seed: int, words: list[str], spec: TinyBert = Ti
     vocab = wordpiece_vocab(words)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=spec.hidden_size, num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads, intermediate_size=spec.intermediate_size,
+        vocab_size=len(vocab),
+        hidden_size=spec.hidden_size,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        intermediate_size=spec.intermediate_size,
         max_position_embeddings=spec.max_positions,
     )
     model = BertModel(config).eval()
@@ -108,7 +111,9 @@ def build_bert(out: str | Path, seed: int, words: list[str], spec: TinyBert = Ti
     with _atomic_dir(out) as tmp:
         (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n")
         tokenizer_config = {
-            "tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": spec.max_positions,
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": True,
+            "model_max_length": spec.max_positions,
         }
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         AutoTokenizer.from_pretrained(tmp).save_pretrained(tmp)
@@ -121,16 +126,22 @@ def build_swin(out: str | Path, seed: int, spec: TinySwin = TinySwin()) -> Path:
 
     torch.manual_seed(seed)
     config = SwinConfig(
-        image_size=spec.image_size, patch_size=spec.patch_size, embed_dim=spec.embed_dim, depths=spec.depths,
-        num_heads=spec.heads, window_size=spec.window_size,
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+        embed_dim=spec.embed_dim,
+        depths=spec.depths,
+        num_heads=spec.heads,
+        window_size=spec.window_size,
         # at the usual 0.02 a random Swin's pooled output is the image's mean colour and little else; at 0.5 it
         # also sees shapes (the demo's styles are drawn as colour *and* shape)
         initializer_range=spec.initializer_range,
     )
     model = SwinModel(config).eval()
     processor = ViTImageProcessor(
-        size={"height": spec.image_size, "width": spec.image_size}, resample=3,  # bicubic, like Swin-B's
-        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+        size={"height": spec.image_size, "width": spec.image_size},
+        resample=3,  # bicubic, like Swin-B's
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
     )
     with _atomic_dir(out) as tmp:
         model.save_pretrained(tmp)

@@ -76,8 +76,13 @@ def run(args: argparse.Namespace) -> int:
     def compute(shard: Shard, progress: Any) -> tuple[np.ndarray, np.ndarray]:
         if not loaded:  # only when a shard is missing: a finished store never loads the model
             loaded["processor"], loaded["model"] = rt.load_image_encoder(args.model, args.revision, device)
-            log.info("encoding on %s (%s), batch size %d, %d loader workers", device, precision, args.batch_size,
-                     args.loader_workers)
+            log.info(
+                "encoding on %s (%s), batch size %d, %d loader workers",
+                device,
+                precision,
+                args.batch_size,
+                args.loader_workers,
+            )
         owner, blobs = read_ok_images(args.images, images, shard.start, shard.stop)
         owner = owner - shard.start
         done = [0]
@@ -87,22 +92,36 @@ def run(args: argparse.Namespace) -> int:
             done[0] = items_finished
 
         vectors, ok = embed_images(
-            loaded["model"], loaded["processor"], blobs, batch_size=args.batch_size, workers=args.loader_workers,
-            device=device, precision=precision,
+            loaded["model"],
+            loaded["processor"],
+            blobs,
+            batch_size=args.batch_size,
+            workers=args.loader_workers,
+            device=device,
+            precision=precision,
             # images come in item order: every item before the last one seen is finished
             on_batch=lambda last: advance(int(owner[last])),
         )
         advance(shard.stop - shard.start)
         if (~ok).any():
-            log.warning("shard %d: %d stored image(s) could not be decoded; left out of their items' means",
-                        shard.number, int((~ok).sum()))
+            log.warning(
+                "shard %d: %d stored image(s) could not be decoded; left out of their items' means",
+                shard.number,
+                int((~ok).sum()),
+            )
         return item_means(vectors, ok, owner, shard.stop - shard.start)
 
     dim = rt.model_config("image", args.model, args.revision).hidden_size
     digest = hashlib.sha256(json.dumps([s["sha256"] for s in images["shards"]]).encode()).hexdigest()
     store = FeatureStore(
-        args.out_dir, task=args.task, modality="image", encoder=encoder, dim=dim, item_ids=item_ids,
-        inputs_digest=digest, shard_rows=args.shard_items,
+        args.out_dir,
+        task=args.task,
+        modality="image",
+        encoder=encoder,
+        dim=dim,
+        item_ids=item_ids,
+        inputs_digest=digest,
+        shard_rows=args.shard_items,
     )
     fill_store(store, compute, partition=args.partition, partitions=args.partitions)
     return 0
@@ -170,7 +189,9 @@ class StoredImages(torch.utils.data.Dataset):
             return i, None
         if not self.raw_pixels:
             return i, self.processor(images=rgb, return_tensors="pt")["pixel_values"][0]
-        pixels = self.processor(images=rgb, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"][0]
+        pixels = self.processor(images=rgb, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"][
+            0
+        ]
         if pixels.dtype != np.uint8:  # Normaliser.of admits only processors that keep uint8; never guess
             raise TypeError(f"{type(self.processor).__name__} resized to {pixels.dtype}, not uint8 pixels")
         return i, torch.from_numpy(pixels)
@@ -207,8 +228,12 @@ def embed_images(
         return out, ok
     normalise = Normaliser.of(processor)
     loader = torch.utils.data.DataLoader(
-        StoredImages(blobs, processor, raw_pixels=normalise is not None), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-        pin_memory=device.type == "cuda", worker_init_fn=_one_thread if workers else None,
+        StoredImages(blobs, processor, raw_pixels=normalise is not None),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_one_thread if workers else None,
         prefetch_factor=4 if workers else None,
     )
     start = 0

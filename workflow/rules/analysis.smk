@@ -2,8 +2,6 @@
 
 
 rule table_negative_transfer:
-    conda:
-        "../envs/ant.yaml"
     input:
         expand(
             "results/runs/{task}/ant/{strategy}/seed{seed}/metrics.json",
@@ -14,11 +12,13 @@ rule table_negative_transfer:
     output:
         csv="results/tables/negative_transfer.csv",
         md="results/tables/negative_transfer.md",
-    params:
-        version=VERSION["tables"],
     log:
         "logs/tables/negative_transfer.log",
     benchmark:
-        "logs/tables/negative_transfer.benchmark.tsv",
+        "logs/tables/negative_transfer.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    params:
+        version=VERSION["tables"],
     shell:
         "python -m ant table negative-transfer {input:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

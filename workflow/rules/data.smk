@@ -2,32 +2,30 @@
 
 
 rule download:
-    conda:
-        "../envs/ant.yaml"
-    output:
-        "resources/{rawfile}",
     input:
         # local sources (plain paths, file://) are inputs, so a rule that makes them (the demo) runs first
         lambda w: raw_file(w).local_sources(),
+    output:
+        "resources/{rawfile}",
+    log:
+        "logs/download/{rawfile}.log",
+    benchmark:
+        "logs/download/{rawfile}.benchmark.tsv"
+    wildcard_constraints:
+        rawfile=_alternatives(RAW_BY_DEST),
+    retries: 1
+    conda:
+        "../envs/ant.yaml"
     params:
         sources=lambda w: shlex.join(f"--url={u}" for u in raw_file(w).urls),
         sha256=lambda w: f"--sha256 {raw_file(w).sha256}" if raw_file(w).sha256 else "",
         flags=cli_flags(config["download"]),
         version=VERSION["download"],
-    wildcard_constraints:
-        rawfile=_alternatives(RAW_BY_DEST),
-    retries: 1
-    log:
-        "logs/download/{rawfile}.log",
-    benchmark:
-        "logs/download/{rawfile}.benchmark.tsv",
     shell:
         "python -m ant download --out {output:q} {params.sources} {params.sha256} {params.flags} > {log:q} 2>&1"
 
 
 rule ingest:
-    conda:
-        "../envs/ant.yaml"
     input:
         ratings=lambda w: f"resources/{RAW[w.task]['ratings'].dest}",
         meta=lambda w: f"resources/{RAW[w.task]['meta'].dest}",
@@ -35,17 +33,19 @@ rule ingest:
         interactions="results/data/{task}/interactions.parquet",
         item_table="results/data/{task}/items_raw.parquet",
         stats="results/data/{task}/ingest.json",
+    log:
+        "logs/data/{task}/ingest.log",
+    benchmark:
+        "logs/data/{task}/ingest.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
     params:
         format=lambda w: RELEASES[TASKS[w.task]["release"]]["format"],
         flags=cli_flags(config["data"], skip=("k_core", "max_history", "export_recbole")),
         version=VERSION["ingest"],
-    threads: 2
-    resources:
-        mem_mb=16000,
-    log:
-        "logs/data/{task}/ingest.log",
-    benchmark:
-        "logs/data/{task}/ingest.benchmark.tsv",
     shell:
         "python -m ant ingest --format {params.format} --ratings {input.ratings:q} --meta {input.meta:q} "
         "--interactions {output.interactions:q} --items {output.item_table:q} --stats {output.stats:q} "
@@ -53,8 +53,6 @@ rule ingest:
 
 
 rule kcore:
-    conda:
-        "../envs/ant.yaml"
     input:
         interactions=rules.ingest.output.interactions,
         item_table=rules.ingest.output.item_table,
@@ -63,16 +61,18 @@ rule kcore:
         sequences="results/data/{task}/sequences.parquet",
         item_table="results/data/{task}/items.parquet",
         stats="results/data/{task}/stats.json",
-    params:
-        k=config["data"]["k_core"],
-        version=VERSION["kcore"],
-    threads: 2
-    resources:
-        mem_mb=16000,
     log:
         "logs/data/{task}/kcore.log",
     benchmark:
-        "logs/data/{task}/kcore.benchmark.tsv",
+        "logs/data/{task}/kcore.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+    params:
+        k=config["data"]["k_core"],
+        version=VERSION["kcore"],
     shell:
         "python -m ant kcore --task {wildcards.task} --interactions {input.interactions:q} "
         "--items-raw {input.item_table:q} --ingest-stats {input.ingest_stats:q} --k {params.k} "
@@ -80,39 +80,39 @@ rule kcore:
 
 
 rule export_recbole:
-    conda:
-        "../envs/ant.yaml"
     input:
         sequences=rules.kcore.output.sequences,
         item_table=rules.kcore.output.item_table,
     output:
         directory("results/recbole/{task}"),
-    params:
-        max_history=config["data"]["max_history"],
-        version=VERSION["export"],
     log:
         "logs/data/{task}/export_recbole.log",
     benchmark:
-        "logs/data/{task}/export_recbole.benchmark.tsv",
+        "logs/data/{task}/export_recbole.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    params:
+        max_history=config["data"]["max_history"],
+        version=VERSION["export"],
     shell:
         "python -m ant export-recbole --task {wildcards.task} --sequences {input.sequences:q} "
         "--items {input.item_table:q} --max-history {params.max_history} --out-dir {output:q} > {log:q} 2>&1"
 
 
 rule table_datasets:
-    conda:
-        "../envs/ant.yaml"
     input:
         expand("results/data/{task}/stats.json", task=USED_TASKS),
     output:
         csv="results/tables/datasets.csv",
         md="results/tables/datasets.md",
-    params:
-        stats=lambda w, input: shlex.join(f"{t}={p}" for t, p in zip(USED_TASKS, input)),
-        version=VERSION["tables"],
     log:
         "logs/tables/datasets.log",
     benchmark:
-        "logs/tables/datasets.benchmark.tsv",
+        "logs/tables/datasets.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    params:
+        stats=lambda w, input: shlex.join(f"{t}={p}" for t, p in zip(USED_TASKS, input)),
+        version=VERSION["tables"],
     shell:
         "python -m ant table datasets {params.stats} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

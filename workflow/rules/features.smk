@@ -19,52 +19,52 @@ IMAGE_PARTITION = PARTITION_MARKER.format(store=os.path.dirname(feature_manifest
 if PARTITIONS == 1:
 
     rule embed_text:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             model=local_model_input(FEAT["text"]["model"]),
         output:
             feature_manifest("{task}", "text"),
+        log:
+            "logs/features/{task}/text.log",
+        benchmark:
+            "logs/features/{task}/text.benchmark.tsv"
+        conda:
+            "../envs/ant.yaml"
+        threads: 2
+        resources:
+            gpu=1,
         params:
             out_dir=lambda w, output: os.path.dirname(output[0]),
             flags=cli_flags(FEAT["text"]),
             common=ENCODER_FLAGS,
             partition=ONE_JOB,
             version=VERSION["text"],
-        threads: 2
-        resources:
-            gpu=1,
-        log:
-            "logs/features/{task}/text.log",
-        benchmark:
-            "logs/features/{task}/text.benchmark.tsv"
         shell:
             "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
             "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
 
     rule embed_image:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             images="results/images/{task}/manifest.json",
             model=local_model_input(FEAT["image"]["model"]),
         output:
             feature_manifest("{task}", "image"),
+        log:
+            "logs/features/{task}/image.log",
+        benchmark:
+            "logs/features/{task}/image.benchmark.tsv"
+        conda:
+            "../envs/ant.yaml"
+        threads: IMAGE_THREADS
+        resources:
+            gpu=1,
         params:
             out_dir=lambda w, output: os.path.dirname(output[0]),
             flags=cli_flags(FEAT["image"]),
             common=ENCODER_FLAGS,
             partition=ONE_JOB,
             version=VERSION["image"],
-        threads: IMAGE_THREADS
-        resources:
-            gpu=1,
-        log:
-            "logs/features/{task}/image.log",
-        benchmark:
-            "logs/features/{task}/image.benchmark.tsv"
         shell:
             "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
             "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
@@ -73,102 +73,102 @@ if PARTITIONS == 1:
 else:
 
     rule embed_text_partition:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             model=local_model_input(FEAT["text"]["model"]),
         output:
             TEXT_PARTITION,
+        log:
+            "logs/features/{task}/text.part{part}.log",
+        benchmark:
+            "logs/features/{task}/text.part{part}.benchmark.tsv"
         wildcard_constraints:
             part=r"\d+",
+        conda:
+            "../envs/ant.yaml"
+        threads: 2
+        resources:
+            gpu=1,
         params:
             out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # above partitions/
             flags=cli_flags(FEAT["text"]),
             common=ENCODER_FLAGS,
             partition=lambda w: f"--partitions {PARTITIONS} --partition {w.part}",
             version=VERSION["text"],
-        threads: 2
-        resources:
-            gpu=1,
-        log:
-            "logs/features/{task}/text.part{part}.log",
-        benchmark:
-            "logs/features/{task}/text.part{part}.benchmark.tsv"
         shell:
             "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
             "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
 
     rule embed_text:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             partitions=lambda w: expand(TEXT_PARTITION, task=w.task, part=range(PARTITIONS)),
         output:
             feature_manifest("{task}", "text"),
+        log:
+            "logs/features/{task}/text.log",
+        benchmark:
+            "logs/features/{task}/text.benchmark.tsv"
+        conda:
+            "../envs/ant.yaml"
         params:
             out_dir=lambda w, output: os.path.dirname(output[0]),
             flags=cli_flags(FEAT["text"]),
             common=ENCODER_FLAGS,
             partition=MERGE,
             version=VERSION["text"],
-        log:
-            "logs/features/{task}/text.log",
-        benchmark:
-            "logs/features/{task}/text.benchmark.tsv",
         shell:
             "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
             "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
 
     rule embed_image_partition:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             images="results/images/{task}/manifest.json",
             model=local_model_input(FEAT["image"]["model"]),
         output:
             IMAGE_PARTITION,
+        log:
+            "logs/features/{task}/image.part{part}.log",
+        benchmark:
+            "logs/features/{task}/image.part{part}.benchmark.tsv"
         wildcard_constraints:
             part=r"\d+",
+        conda:
+            "../envs/ant.yaml"
+        threads: IMAGE_THREADS
+        resources:
+            gpu=1,
         params:
             out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # above partitions/
             flags=cli_flags(FEAT["image"]),
             common=ENCODER_FLAGS,
             partition=lambda w: f"--partitions {PARTITIONS} --partition {w.part}",
             version=VERSION["image"],
-        threads: IMAGE_THREADS
-        resources:
-            gpu=1,
-        log:
-            "logs/features/{task}/image.part{part}.log",
-        benchmark:
-            "logs/features/{task}/image.part{part}.benchmark.tsv"
         shell:
             "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
             "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
             "> {log:q} 2>&1"
 
     rule embed_image:
-        conda:
-            "../envs/ant.yaml"
         input:
             item_table="results/data/{task}/items.parquet",
             images="results/images/{task}/manifest.json",
             partitions=lambda w: expand(IMAGE_PARTITION, task=w.task, part=range(PARTITIONS)),
         output:
             feature_manifest("{task}", "image"),
+        log:
+            "logs/features/{task}/image.log",
+        benchmark:
+            "logs/features/{task}/image.benchmark.tsv"
+        conda:
+            "../envs/ant.yaml"
         params:
             out_dir=lambda w, output: os.path.dirname(output[0]),
             flags=cli_flags(FEAT["image"]),
             common=ENCODER_FLAGS,
             partition=MERGE,
             version=VERSION["image"],
-        log:
-            "logs/features/{task}/image.log",
-        benchmark:
-            "logs/features/{task}/image.benchmark.tsv",
         shell:
             "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
             "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
@@ -176,20 +176,20 @@ else:
 
 
 rule embed_price:
-    conda:
-        "../envs/ant.yaml"
     input:
         item_table="results/data/{task}/items.parquet",
     output:
         feature_manifest("{task}", "price"),
+    log:
+        "logs/features/{task}/price.log",
+    benchmark:
+        "logs/features/{task}/price.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
         flags=cli_flags(FEAT["price"]),
         version=VERSION["price"],
-    log:
-        "logs/features/{task}/price.log",
-    benchmark:
-        "logs/features/{task}/price.benchmark.tsv",
     shell:
         "python -m ant embed-price --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
         "{params.flags} > {log:q} 2>&1"

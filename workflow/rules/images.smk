@@ -6,22 +6,22 @@ manifest is); a killed job resumes from the shards it finished.
 
 
 rule fetch_images:
-    conda:
-        "../envs/ant.yaml"
     input:
         item_table="results/data/{task}/items.parquet",
     output:
         manifest="results/images/{task}/manifest.json",
         stats="results/images/{task}/stats.json",
-    params:
-        out_dir=lambda w, output: os.path.dirname(output.manifest),
-        flags=cli_flags(config["images"]),
-        version=VERSION["images"],
-    threads: 2
     log:
         "logs/images/{task}.log",
     benchmark:
         "logs/images/{task}.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    threads: 2
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.manifest),
+        flags=cli_flags(config["images"]),
+        version=VERSION["images"],
     shell:
         "python -m ant fetch-images --items {input.item_table:q} --out-dir {params.out_dir:q} "
         "--stats {output.stats:q} {params.flags} > {log:q} 2>&1"

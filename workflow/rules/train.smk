@@ -9,34 +9,32 @@ TRAIN_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
 rule pretrain:
-    conda:
-        "../envs/ant.yaml"
     input:
         unpack(pretrain_inputs),
     output:
         model="results/pretrain/ant/seed{seed}/model.safetensors",
         metrics="results/pretrain/ant/seed{seed}/metrics.json",
         history="results/pretrain/ant/seed{seed}/history.csv",
+    log:
+        "logs/pretrain/ant/seed{seed}.log",
+    benchmark:
+        "logs/pretrain/ant/seed{seed}.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=TRAIN_GPUS,
     params:
         tasks=task_flags(AUXILIARY),
         hparams=hparams("pretrain"),
         out_dir=lambda w, output: os.path.dirname(output.model),
         version=VERSION["pretrain"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=TRAIN_GPUS,
-    log:
-        "logs/pretrain/ant/seed{seed}.log",
-    benchmark:
-        "logs/pretrain/ant/seed{seed}.benchmark.tsv",
     shell:
         "python -m ant pretrain {params.tasks} --seed {wildcards.seed} --hparams {params.hparams} "
         "--threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule adapt:
-    conda:
-        "../envs/ant.yaml"
     input:
         unpack(adapt_inputs),
     output:
@@ -44,19 +42,23 @@ rule adapt:
         ranks="results/runs/{task}/ant/{strategy}/seed{seed}/ranks.parquet",
         model="results/runs/{task}/ant/{strategy}/seed{seed}/model.safetensors",
         history="results/runs/{task}/ant/{strategy}/seed{seed}/history.csv",
-    params:
-        tasks=lambda w: task_flags([w.task]),
-        pretrained=lambda w, input: f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else "",
-        hparams=hparams("adapt"),
-        out_dir=lambda w, output: os.path.dirname(output.metrics),
-        version=VERSION["adapt"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=TRAIN_GPUS,
     log:
         "logs/runs/{task}/ant/{strategy}/seed{seed}.log",
     benchmark:
-        "logs/runs/{task}/ant/{strategy}/seed{seed}.benchmark.tsv",
+        "logs/runs/{task}/ant/{strategy}/seed{seed}.benchmark.tsv"
+    conda:
+        "../envs/ant.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=TRAIN_GPUS,
+    params:
+        tasks=lambda w: task_flags([w.task]),
+        pretrained=lambda w, input: (
+            f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else ""
+        ),
+        hparams=hparams("adapt"),
+        out_dir=lambda w, output: os.path.dirname(output.metrics),
+        version=VERSION["adapt"],
     shell:
         "python -m ant adapt --strategy {wildcards.strategy} {params.tasks} {params.pretrained} "
         "--seed {wildcards.seed} --hparams {params.hparams} --threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -58,9 +58,14 @@ def generate(out: str | Path, seed: int, categories: Sequence[str], scale: float
         world = build_world(category, PROFILES[category], seed, scale)
         written = write_category(world, out, seed)
         counts[category], files = written.counts, files + written.files
-        log.info("%s: %d rating lines, %d users, %d meta records, %d image files", category,
-                 written.counts["rating_lines"], written.counts["users"], written.counts["meta_records"],
-                 written.counts["image_files"])
+        log.info(
+            "%s: %d rating lines, %d users, %d meta records, %d image files",
+            category,
+            written.counts["rating_lines"],
+            written.counts["users"],
+            written.counts["meta_records"],
+            written.counts["image_files"],
+        )
     manifest = {
         "generator": "ant.data.demo",
         "version": STAGES["demo"],
@@ -69,7 +74,7 @@ def generate(out: str | Path, seed: int, categories: Sequence[str], scale: float
         "scale": scale,
         "categories": list(categories),
         "styles": len(STYLES),
-        "knobs": {k: v for k, v in vars(KNOBS).items()},
+        "knobs": dict(vars(KNOBS).items()),
         "counts": counts,
         "files": {str(p.relative_to(out)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
     }
@@ -80,8 +85,12 @@ def generate(out: str | Path, seed: int, categories: Sequence[str], scale: float
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder to write the demo release into")
     parser.add_argument("--seed", type=int, default=2023, help="everything follows from it (default 2023)")
-    parser.add_argument("--categories", nargs="+", default=["Food", "Movies", "Home", "Clothing", "Scientific",
-                        "Office"], help=f"categories to generate, among {', '.join(PROFILES)}")
+    parser.add_argument(
+        "--categories",
+        nargs="+",
+        default=["Food", "Movies", "Home", "Clothing", "Scientific", "Office"],
+        help=f"categories to generate, among {', '.join(PROFILES)}",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply users and items (default 1)")
 
 

@@ -58,8 +58,13 @@ def write_category(world: World, out: Path, seed: int) -> Written:
     meta = out / "metaFiles2" / f"meta_{world.name}.json.gz"
     lines = "".join(
         f"{world.asin[i]},{world.user_id[u]},{r:.1f},{t}\n"
-        for i, u, r, t in zip(world.line_item.tolist(), world.line_user.tolist(),
-                              world.line_rating.tolist(), world.line_timestamp.tolist())
+        for i, u, r, t in zip(
+            world.line_item.tolist(),
+            world.line_user.tolist(),
+            world.line_rating.tolist(),
+            world.line_timestamp.tolist(),
+            strict=True,
+        )
     )
     _write_bytes(ratings, lines.encode())
     payload = "".join(json.dumps(record) + "\n" for record in records).encode()
@@ -95,7 +100,7 @@ def _plan_images(world: World, rng: np.random.Generator) -> dict[int, ImagePlan]
     broken = {int(item): BROKEN_KINDS[j % len(BROKEN_KINDS)] for j, item in enumerate(broken_items)}
     low_res_only = rng.random(len(items)) < 0.06
     plans, taken = {}, 0
-    for item, n, low in zip(items.tolist(), n_images.tolist(), low_res_only.tolist()):
+    for item, n, low in zip(items.tolist(), n_images.tolist(), low_res_only.tolist(), strict=True):
         exts = ["png" if p else "jpg" for p in png[taken : taken + n]]
         taken += n
         if item in broken:
@@ -110,7 +115,7 @@ def _write_images(world: World, plans: dict[int, ImagePlan], image_dir: Path, rn
     tmp = image_dir.with_name(f".{image_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    written = {kind: 0 for kind in BROKEN_KINDS}
+    written = dict.fromkeys(BROKEN_KINDS, 0)
     for item, plan in plans.items():
         for k, name in enumerate(plan.names):
             data = _draw(STYLES[world.style[item]], rng, name.endswith(".png"))
@@ -199,8 +204,9 @@ def _meta_records(world: World, rng: np.random.Generator, images: dict[int, Imag
         record = _record(world, item, rng, title, format_price(world.price_usd[item], shapes[item], rng), urls, plan)
         records.append(record)
         if item in twins:  # the same asin again, scraped differently: the first record must win
-            records.append({**record, "title": title + " Value Bundle", "price": "", "imageURL": [],
-                            "imageURLHighRes": []})
+            records.append(
+                {**record, "title": title + " Value Bundle", "price": "", "imageURL": [], "imageURLHighRes": []}
+            )
     counts = {
         "duplicate_asin_records": len(twins),
         "long_titles": len(long_title),
@@ -211,7 +217,7 @@ def _meta_records(world: World, rng: np.random.Generator, images: dict[int, Imag
 
 def _price_shapes(world: World, items: np.ndarray, rng: np.random.Generator) -> dict[int, str]:
     draws = rng.choice(["plain", "range", "empty", "junk"], size=len(items), p=(0.75, 0.07, 0.14, 0.04))
-    shapes = dict(zip(items.tolist(), draws.tolist()))
+    shapes = dict(zip(items.tolist(), draws.tolist(), strict=True))
     for item in items.tolist():
         if world.price_usd[item] >= 1000:  # world.py plants at least one such item
             shapes[item] = "thousands"
@@ -265,8 +271,9 @@ def _title(world: World, item: int, rng: np.random.Generator, long: bool) -> str
     return title
 
 
-def _record(world: World, item: int, rng: np.random.Generator, title: str, price: str, urls: list[str],
-            plan: ImagePlan) -> dict[str, Any]:
+def _record(
+    world: World, item: int, rng: np.random.Generator, title: str, price: str, urls: list[str], plan: ImagePlan
+) -> dict[str, Any]:
     """A meta record with the keys of the 2018 files, in their order."""
     profile = world.profile
     noun = profile.nouns[world.noun[item]]
@@ -294,17 +301,22 @@ def _record(world: World, item: int, rng: np.random.Generator, title: str, price
         "also_view": related[2:],
     }
     if rng.random() < 0.3:
-        record["details"] = {"\n    Product Dimensions: \n    ": "4 x 3 x 2 inches ; 6.4 ounces",
-                             "Shipping Weight:": "6.4 ounces", "ASIN:": str(world.asin[item])}
-    record.update({
-        "main_cat": profile.main_cat,
-        "similar_item": "",
-        "date": "",
-        "price": price,
-        "asin": str(world.asin[item]),
-        "imageURL": urls,
-        "imageURLHighRes": urls if plan.high_res else [],
-    })
+        record["details"] = {
+            "\n    Product Dimensions: \n    ": "4 x 3 x 2 inches ; 6.4 ounces",
+            "Shipping Weight:": "6.4 ounces",
+            "ASIN:": str(world.asin[item]),
+        }
+    record.update(
+        {
+            "main_cat": profile.main_cat,
+            "similar_item": "",
+            "date": "",
+            "price": price,
+            "asin": str(world.asin[item]),
+            "imageURL": urls,
+            "imageURLHighRes": urls if plan.high_res else [],
+        }
+    )
     return record
 
 

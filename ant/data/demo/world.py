@@ -103,8 +103,9 @@ def build_world(name: str, profile: Profile, seed: int, scale: float = 1.0, knob
     n_styles = len(STYLES)
 
     # balanced over the core items, so that every style has items to choose from at any scale
-    style = np.concatenate([rng.permutation(np.arange(n_core) % n_styles),
-                            rng.integers(n_styles, size=n_items - n_core)])
+    style = np.concatenate(
+        [rng.permutation(np.arange(n_core) % n_styles), rng.integers(n_styles, size=n_items - n_core)]
+    )
     popularity = rng.lognormal(0.0, knobs.popularity_sigma, n_items)
     noun = _nouns(rng, style, len(profile.nouns), knobs.home_noun_share)
     brand = np.where(rng.random(n_items) < 0.05, -1, rng.integers(len(profile.brands), size=n_items))
@@ -146,18 +147,40 @@ def build_world(name: str, profile: Profile, seed: int, scale: float = 1.0, knob
     user_id = _ids(users, n_users, prefix="A", length=13)
     order = np.lexsort((user_id[user], day, asin[item]))  # the real files are grouped by item
     return World(
-        name=name, profile=profile, asin=asin, style=style, noun=noun, brand=brand, series=series,
-        series_pos=series_pos, next_in_series=next_in_series, popularity=popularity, price_usd=price,
-        has_meta=has_meta, rated=rated, user_id=user_id, taste=taste, line_user=user[order],
-        line_item=item[order], line_day=day[order], line_rating=rating[order], noise=noise,
+        name=name,
+        profile=profile,
+        asin=asin,
+        style=style,
+        noun=noun,
+        brand=brand,
+        series=series,
+        series_pos=series_pos,
+        next_in_series=next_in_series,
+        popularity=popularity,
+        price_usd=price,
+        has_meta=has_meta,
+        rated=rated,
+        user_id=user_id,
+        taste=taste,
+        line_user=user[order],
+        line_item=item[order],
+        line_day=day[order],
+        line_rating=rating[order],
+        noise=noise,
     )
 
 
 class _Walk:
     """Users' item sequences: series continuation, random jumps, else taste- and popularity-driven."""
 
-    def __init__(self, rng: np.random.Generator, style: np.ndarray, popularity: np.ndarray,
-                 next_in_series: np.ndarray, knobs: Knobs) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        style: np.ndarray,
+        popularity: np.ndarray,
+        next_in_series: np.ndarray,
+        knobs: Knobs,
+    ) -> None:
         self.rng, self.style, self.next, self.knobs = rng, style, next_in_series, knobs
         self.members = [np.flatnonzero(style == s) for s in range(len(STYLES))]
         self.cumulative = [np.cumsum(popularity[m]) / popularity[m].sum() for m in self.members]
@@ -222,7 +245,7 @@ def _series_heads(series: np.ndarray, position: np.ndarray) -> np.ndarray:
     """For every item the first item of its series (itself when not in a series)."""
     head = np.arange(len(series))
     firsts = np.flatnonzero(position == 1)
-    by_series = dict(zip(series[firsts].tolist(), firsts.tolist()))
+    by_series = dict(zip(series[firsts].tolist(), firsts.tolist(), strict=True))
     members = np.flatnonzero(series >= 0)
     head[members] = [by_series[s] for s in series[members].tolist()]
     return head
