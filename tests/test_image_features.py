@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModel
 
 from ant.cli import main
-from ant.features.device import pil_backend
+from ant.features.encoders import pil_backend
 from ant.features.images import FetchSettings, fetch_images, read_manifest, read_ok_images
 from ant.features.store import load_features
 from ant.features.vision import Normaliser, StoredImages, item_means

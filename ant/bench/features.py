@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ant.features import device as rt
+from ant.device import resolve_device, resolve_precision, set_threads
+from ant.features import encoders as rt
 from ant.features.text import encode_texts
 from ant.features.tiny_models import build_bert, demo_words
 from ant.features.vision import embed_images
@@ -54,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    rt.set_threads(args.threads)
-    device = rt.resolve_device(args.device)
-    precision = rt.resolve_precision(device, args.precision)
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    precision = resolve_precision(device, args.precision)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
     print(f"features benchmark: {device} ({name}), precision {precision}, torch {torch.__version__}")
     print(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ant.data.split import split
+from ant.device import autocast, resolve_device
 from ant.model.ant import ANT, ANTConfig
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
@@ -31,7 +32,6 @@ from ant.train.evaluate import EvalRows
 from ant.train.hparams import Hparams, ModelHparams, OptimHparams, TrainHparams
 from ant.train.objectives import AdaptObjective, PretrainObjective, evaluate_task
 from ant.train.synthetic import synthetic_task
-from ant.train.trainer import autocast, resolve_device
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
-from ant.features import device as rt
+from ant.features import encoders as rt
 from ant.features.store import (
     FeatureStore,
     Shard,
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = rt.model_config("text", args.model, args.revision)
     check_max_length(config, args.max_length)
-    rt.set_threads(args.threads)
-    device = rt.resolve_device(args.device, args.partition)
-    precision = rt.resolve_precision(device, args.precision)
+    set_threads(args.threads)
+    device = resolve_device(args.device, args.partition)
+    precision = resolve_precision(device, args.precision)
     encoder = {
         **rt.encoder_identity("text", args.model, args.revision),
         "pooling": "cls",
@@ -128,7 +129,7 @@ def encode_texts(
     # CUDA attention kernels are set up once per sequence length (about 50 ms each on an H100 in bf16): padding
     # to a multiple of 8 cuts up to 512 lengths to 64 and keeps tensor-core shapes aligned.
     multiple = 8 if device.type == "cuda" else 1
-    with torch.inference_mode(), rt.autocast(device, precision):
+    with torch.inference_mode(), autocast(device, precision):
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             input_ids, mask = _pad([ids[r] for r in rows], lengths[rows], tokenizer.pad_token_id, multiple)

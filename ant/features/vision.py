@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
-from ant.features import device as rt
+from ant.features import encoders as rt
 from ant.features.images import read_manifest, read_ok_images
 from ant.features.store import (
     FeatureStore,
@@ -62,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         merge_partitions(args.out_dir, item_ids, args.partitions)
         return 0
 
-    rt.set_threads(args.threads)
-    device = rt.resolve_device(args.device, args.partition)
-    precision = rt.resolve_precision(device, args.precision)
+    set_threads(args.threads)
+    device = resolve_device(args.device, args.partition)
+    precision = resolve_precision(device, args.precision)
     encoder = {
         **rt.encoder_identity("image", args.model, args.revision),
         "pooling": "pooler_output",
@@ -237,7 +238,7 @@ def embed_images(
         prefetch_factor=4 if workers else None,
     )
     start = 0
-    with torch.inference_mode(), rt.autocast(device, precision):
+    with torch.inference_mode(), autocast(device, precision):
         for index, pixels in loader:
             if pixels is not None:
                 pixels = pixels.to(device, non_blocking=True)

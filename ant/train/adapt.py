@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ant.device import autocast, resolve_device
 from ant.errors import UserError
 from ant.io import sha256_file, write_json
 from ant.model.ant import ANT, ANTConfig, load_model, parameters_by_part, part_of, save_model
@@ -33,7 +34,7 @@ from ant.train.evaluate import EvalRows, reference_metrics
 from ant.train.hparams import ABLATIONS, Hparams, ModelHparams, apply_ablations, parse_hparams
 from ant.train.objectives import AdaptObjective, evaluate_task
 from ant.train.runs import add_common_arguments, fingerprint, parameter_counts, seed_everything, write_ranks
-from ant.train.trainer import Trainer, autocast, resolve_device, write_history
+from ant.train.trainer import Trainer, write_history
 
 log = logging.getLogger(__name__)
 

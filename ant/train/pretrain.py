@@ -19,6 +19,7 @@ import logging
 import time
 from dataclasses import asdict
 
+from ant.device import autocast, resolve_device
 from ant.io import write_json
 from ant.model.ant import ANT, ANTConfig, save_model
 from ant.train.batches import TrainRows
@@ -27,7 +28,7 @@ from ant.train.evaluate import EvalRows
 from ant.train.hparams import parse_hparams
 from ant.train.objectives import PretrainObjective
 from ant.train.runs import add_common_arguments, fingerprint, parameter_counts, seed_everything
-from ant.train.trainer import Trainer, autocast, resolve_device, write_history
+from ant.train.trainer import Trainer, write_history
 
 log = logging.getLogger(__name__)
 

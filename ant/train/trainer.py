@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ant.device import autocast
 from ant.errors import UserError
 from ant.io import atomic_path, write_text
 
@@ -61,20 +62,6 @@ class TrainResult:
     stopped_early: bool
     resumed_from: int  # 0 = fresh start
     history: list[dict[str, Any]] = field(default_factory=list)
-
-
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 mixed precision on CUDA (training and every evaluation alike), full float32 elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
-    return device
 
 
 class Trainer:

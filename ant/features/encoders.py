@@ -1,9 +1,6 @@
-"""Where and how a frozen encoder runs, and what exactly it is.
+"""The frozen encoders: which model, loaded how, and what exactly it is (where it runs: ant.device).
 
-- `resolve_device("auto" | "cpu" | "cuda" | "cuda:N")`: CUDA when present for "auto" (with several GPUs, one
-  per partition, or the freest); asking for CUDA on a machine without it is a UserError, not a torch crash.
-- `resolve_precision(device, "auto" | "fp32" | "bf16" | "fp16")` and `autocast(device, precision)`: "auto" is
-  bf16 autocast on CUDA and plain float32 on the CPU. Encoders always hand back float32.
+- `add_encoder_arguments`: the flags every encoder command shares.
 - `load_text_encoder` / `load_image_encoder`: AutoTokenizer or AutoImageProcessor + AutoModel from a hub name
   or a local folder, in eval mode on the device. Offline mode (HF_HUB_OFFLINE) is respected; a model that
   cannot be found is a UserError saying how to provide it.
@@ -14,11 +11,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,6 @@ from ant.errors import UserError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -42,58 +36,6 @@ def add_encoder_arguments(parser: argparse.ArgumentParser, *, model: str, batch_
         "--precision", "--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16"
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-
-
-def resolve_device(name: str, partition: int | None = None) -> torch.device:
-    """ "auto": the CPU without CUDA; with several GPUs, partition i takes GPU i mod count (so P partition jobs
-    on one workstation spread over its GPUs) and an unpartitioned job the GPU with the most free memory.
-    Where a scheduler sets CUDA_VISIBLE_DEVICES (SLURM), the job sees only its own GPU, which is then used."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        count = torch.cuda.device_count()
-        if count == 1:
-            return torch.device("cuda", 0)
-        if partition is not None:
-            return torch.device("cuda", partition % count)
-        return torch.device("cuda", max(range(count), key=lambda i: torch.cuda.mem_get_info(i)[0]))
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from err
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {name!r} asked for, but torch sees no CUDA GPU here: use --device auto or cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise UserError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
-    return device
-
-
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """The autocast precision actually used: "auto" = bf16 on CUDA (spec section 7), fp32 on the CPU."""
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
-    return precision
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, precision: str) -> Iterator[None]:
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=dtype):
-        yield
-
-
-def set_threads(threads: int | None) -> None:
-    """CPU threads for torch's intra-op work (a Snakemake job gets `threads`, not the whole machine)."""
-    if threads:
-        torch.set_num_threads(threads)
 
 
 def is_local(model: str) -> bool:
