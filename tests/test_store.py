@@ -154,7 +154,7 @@ def test_partitions_merge_into_the_manifest_of_one_job(tmp_path, items):
 
 
 def test_read_items_explains_what_is_wrong(tmp_path):
-    from ant.features.store import read_items
+    from ant.data.items import read_items
 
     with pytest.raises(UserError, match="not found"):
         read_items(tmp_path / "nowhere.parquet")

@@ -62,8 +62,8 @@ import requests
 import urllib3
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from ant.data.items import items_digest, read_items
 from ant.errors import UserError
-from ant.features.store import items_digest, read_items
 from ant.io import read_json, sha256_file, write_json, write_parquet
 from ant.versions import STAGES
 

@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import pyarrow as pa
 
+from ant.data.items import read_items
 from ant.errors import UserError
 from ant.features.store import (
     FeatureStore,
@@ -26,7 +27,6 @@ from ant.features.store import (
     check_store_arguments,
     fill_store,
     merge_partitions,
-    read_items,
 )
 from ant.versions import STAGES
 

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ant.data.items import items_digest, read_item_ids
 from ant.errors import UserError
 from ant.io import read_json, sha256_file, write_json, write_parquet
 
@@ -42,40 +43,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PARTITIONS_DIR = "partitions"
 _FINGERPRINT_KEY = b"ant.fingerprint"
-
-
-def items_digest(item_ids: Iterable[str]) -> str:
-    """Digest of the item order: a feature matrix is only valid for exactly this list of item ids."""
-    digest = hashlib.sha256()
-    for item_id in item_ids:
-        digest.update(item_id.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def read_items(items_path: str | Path, columns: Sequence[str] = ()) -> pa.Table:
-    """item_idx, item_id and `columns` of items.parquet, checked: the file exists, has them, is in item order."""
-    path = Path(items_path)
-    if not path.exists():
-        raise UserError(f"items table not found: {path} (run the data stage for this task first)")
-    wanted = list(dict.fromkeys(["item_idx", "item_id", *columns]))
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise UserError(f"{path} is not a readable Parquet file ({err}); rerun the data stage") from err
-    missing = [c for c in wanted if c not in schema.names]
-    if missing:
-        raise UserError(f"{path} lacks column(s) {missing}; it was written by another version of the data stage")
-    table = pq.read_table(path, columns=wanted)
-    idx = table.column("item_idx").to_numpy()
-    if not np.array_equal(idx, np.arange(len(idx))):
-        raise UserError(f"{items_path}: item_idx is not 0..N-1 in order")
-    return table
-
-
-def read_item_ids(items_path: str | Path) -> list[str]:
-    """item_id in item_idx order from items.parquet (which is written sorted by item_idx)."""
-    return read_items(items_path).column("item_id").to_pylist()
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ count `empty_texts` in the manifest makes visible.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 from typing import Any
 
 import numpy as np
 import torch
 
+from ant.data.items import column_digest, read_items
 from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
@@ -35,7 +35,6 @@ from ant.features.store import (
     check_store_arguments,
     fill_store,
     merge_partitions,
-    read_items,
 )
 from ant.versions import STAGES
 
@@ -97,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         encoder=encoder,
         dim=config.hidden_size,
         item_ids=item_ids,
-        inputs_digest=texts_digest(texts),
+        inputs_digest=column_digest(texts, b"\0"),
         shard_rows=args.shard_items,
     )
     fill_store(store, compute, partition=args.partition, partitions=args.partitions, extra=extra)
@@ -157,11 +156,3 @@ def check_max_length(config: Any, max_length: int) -> None:
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and max_length > positions:
         raise UserError(f"--max-length {max_length} exceeds the text model's {positions} position embeddings")
-
-
-def texts_digest(texts: list[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()

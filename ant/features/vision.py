@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ant.data.items import read_items
 from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
@@ -39,7 +40,6 @@ from ant.features.store import (
     check_store_arguments,
     fill_store,
     merge_partitions,
-    read_items,
 )
 from ant.versions import STAGES
 
