@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-models": ("ant.features.tiny_models", "build tiny BERT and Swin models from configs (offline demo/tests)"),
     "fetch-images": ("ant.features.images", "fetch, verify and resize item images into Parquet shards"),
     "embed-text": ("ant.features.text", "BERT [CLS] text features -> feature store"),
-    "embed-image": ("ant.features.vision", "Swin pooled image features -> feature store"),
+    "embed-image": ("ant.features.image", "Swin pooled image features -> feature store"),
     "embed-price": ("ant.features.price", "sinusoidal price features -> feature store"),
     "pretrain": ("ant.train.pretrain", "pre-train ANT on the auxiliary tasks"),
     "adapt": ("ant.train.adapt", "adapt ANT to a target task (scratch / finetune / relearn / relearn+ID)"),

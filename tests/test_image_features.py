@@ -13,9 +13,9 @@ from transformers import AutoImageProcessor, AutoModel
 
 from ant.cli import main
 from ant.features.encoders import pil_backend
+from ant.features.image import Normaliser, StoredImages, item_means
 from ant.features.images import FetchSettings, fetch_images, read_manifest, read_ok_images
 from ant.features.store import load_features
-from ant.features.vision import Normaliser, StoredImages, item_means
 
 
 @pytest.fixture(scope="module")

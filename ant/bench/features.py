@@ -11,7 +11,7 @@ long-tailed length (median ~30 tokens, up to 512), images are 256 px JPEGs like 
 "naive" is UniSRec's script (dataset/preprocessing/process_amazon.py): batches of 4 texts in item order,
 padded to the batch's longest, no inference_mode/no_grad; for images the same loop with decoding and
 preprocessing in the main process. "ours" is ant.features.text.encode_texts (length-sorted batches,
-inference_mode, autocast) and ant.features.vision.embed_images (DataLoader workers decode and preprocess).
+inference_mode, autocast) and ant.features.image.embed_images (DataLoader workers decode and preprocess).
 Every configuration is warmed up on one batch first; CUDA is synchronised before the clock stops.
 """
 
@@ -32,9 +32,9 @@ from PIL import Image
 
 from ant.device import resolve_device, resolve_precision, set_threads
 from ant.features import encoders as rt
+from ant.features.image import embed_images
 from ant.features.text import encode_texts
 from ant.features.tiny_models import build_bert, demo_words
-from ant.features.vision import embed_images
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 DEFAULT_ITEMS = {("text", "tiny"): 2000, ("text", "base"): 256, ("image", "tiny"): 512, ("image", "base"): 32}
