@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kcore": ("ant.data.kcore", "dedupe, drop items without meta, iterative k-core -> sequences, items, stats"),
     "export-recbole": ("ant.data.export", "write RecBole/UniSRec atomic files from our splits"),
     "tiny-models": ("ant.features.tiny_models", "build tiny BERT and Swin models from configs (offline demo/tests)"),
-    "fetch-images": ("ant.features.images", "fetch, verify and resize item images into Parquet shards"),
+    "fetch-images": ("ant.images", "fetch, verify and resize item images into Parquet shards"),
     "embed-text": ("ant.features.text", "BERT [CLS] text features -> feature store"),
     "embed-image": ("ant.features.image", "Swin pooled image features -> feature store"),
     "embed-price": ("ant.features.price", "sinusoidal price features -> feature store"),

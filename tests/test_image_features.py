@@ -14,8 +14,10 @@ from transformers import AutoImageProcessor, AutoModel
 from ant.cli import main
 from ant.features.encoders import pil_backend
 from ant.features.image import Normaliser, StoredImages, item_means
-from ant.features.images import FetchSettings, fetch_images, read_manifest, read_ok_images
 from ant.features.store import load_features
+from ant.images import fetch_images
+from ant.images.settings import FetchSettings
+from ant.images.shards import read_manifest, read_ok_images
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageOps
 
 from ant.cli import main
-from ant.features.images import BadImage, FetchSettings, fetch_images, process_image, read_manifest, read_ok_images
+from ant.images import fetch_images
+from ant.images.process import BadImage, process_image
+from ant.images.settings import FetchSettings
+from ant.images.shards import read_manifest, read_ok_images
 
 PROCESS = {"max_pixels": 1_000_000, "max_side": 64, "quality": 90}
 

@@ -5,7 +5,7 @@
         --loader-workers 4 --device auto --partitions 1 --shard-items 20000
 
 Contract: a feature store (ant.features.store) of dimension hidden_size (1024 for Swin-B). Row i is the mean,
-over item i's images fetched with status ok (ant.features.images), of the model's pooler_output (for Swin the
+over item i's images fetched with status ok (ant.images), of the model's pooler_output (for Swin the
 average of the last stage's tokens after the final LayerNorm) on AutoImageProcessor's pixels; present[i] says
 whether at least one image of the item could be embedded. An item without one gets the zero vector and
 present = False. Images are decoded and resized in --loader-workers DataLoader processes (the processor's PIL
@@ -32,7 +32,6 @@ from ant.data.items import read_items
 from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
-from ant.features.images import read_manifest, read_ok_images
 from ant.features.store import (
     FeatureStore,
     Shard,
@@ -41,6 +40,7 @@ from ant.features.store import (
     fill_store,
     merge_partitions,
 )
+from ant.images.shards import read_manifest, read_ok_images
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
