@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ant.cli import main
-from ant.data import ingest as ingest_module
-from ant.data.ingest import image_slots, ingest
+from ant.data.ingest import ingest, json_lines
+from ant.data.ingest.meta import image_slots
 from ant.errors import UserError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini2018"
@@ -231,7 +231,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, caplog):
 # ---------------------------------------------------------------- JSON blocks, bisection, line numbers ------
 def test_bad_lines_deep_inside_big_blocks(tmp_path, monkeypatch):
     """Blocks split mid-line, bisection down to single lines, blank lines: every count and line exact."""
-    monkeypatch.setattr(ingest_module, "JSON_BLOCK_BYTES", 16384)  # ~270 lines: many blocks, bisection
+    monkeypatch.setattr(json_lines, "JSON_BLOCK_BYTES", 16384)  # ~270 lines: many blocks, bisection
     lines, expected_bad, expected_ids = [], [], []
     for n in range(1, 2001):
         if n % 397 == 0:
