@@ -16,7 +16,7 @@ STAGES: dict[str, int] = {
     "text": 2,
     "image": 2,
     "price": 1,
-    "pretrain": 1,
-    "adapt": 1,
-    "tables": 1,
+    "pretrain": 2,
+    "adapt": 2,
+    "tables": 2,
 }

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from ant.model.ant import ANT, ANTConfig
 from ant.model.item_encoder import MoEAdaptor
 from ant.model.sasrec import SASRec
 
@@ -38,8 +39,8 @@ def one_thread():
 # SASRec (ANT-method §4, baselines.md §2.2)
 
 D, HEADS, INNER, LAYERS, MAX_LENGTH = 16, 2, 24, 2, 9
-# baselines.md §2.2: "ANT uses it with eps 1e-8" (RecBole's own is 1e-12, which ant.model.sasrec uses). In float32
-# at 1e-5 the two are indistinguishable; in float64 they are not (test_layer_norm_eps_is_the_spec_value).
+# baselines.md §2.2: "ANT uses it with eps 1e-8" (RecBole's own is 1e-12, the module's default). In float32 at 1e-5
+# the two are indistinguishable; in float64 they are not (test_layer_norm_eps_is_the_spec_value).
 SPEC_EPS = 1e-8
 
 
@@ -48,7 +49,7 @@ def perturbed_sasrec(seed: int, dtype: torch.dtype = torch.float32) -> SASRec:
     """A SASRec whose every parameter is random and matters: LayerNorm gains and biases too. Cached: callers must
     leave it as they found it (eval mode, weights untouched)."""
     torch.manual_seed(seed)
-    model = SASRec(D, max_length=MAX_LENGTH, layers=LAYERS, heads=HEADS, inner_size=INNER, dropout=0.5)
+    model = SASRec(D, max_length=MAX_LENGTH, layers=LAYERS, heads=HEADS, inner_size=INNER, dropout=0.5, eps=SPEC_EPS)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith("weight"):
@@ -273,13 +274,11 @@ def test_only_the_spec_setting_of_the_reference_matches(name):
         assert user_gap > 1e-4, f"the user vectors match the wrong reference '{name}' (max |diff| {user_gap:.2e})"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spec/code disagreement, reported: baselines.md §2.2 gives ANT's LayerNorm eps as 1e-8, "
-    "ant.model.sasrec uses RecBole's 1e-12 (an effect of ~1e-7 on the outputs)",
-)
 def test_layer_norm_eps_is_the_spec_value():
-    """In float64 the eps is visible: the model matches the reference with the spec's eps to 1e-12 or not at all."""
+    """In float64 the eps is visible: the model matches the reference with the spec's eps to 1e-12, and ANT's user
+    encoder uses that eps in every LayerNorm."""
+    ant = ANT(ANTConfig(dims={"text": 4, "image": 4, "price": 2}, hidden_size=D, inner_size=INNER, experts=2))
+    assert {m.eps for m in ant.users.modules() if isinstance(m, nn.LayerNorm)} == {SPEC_EPS}
     model = perturbed_sasrec(3, torch.float64)
     items, length = random_batch([9, 7, 5, 3, 2, 1], 9, seed=3)
     with torch.no_grad():

@@ -39,14 +39,13 @@ def test_all_positions_rows_train_on_exactly_the_prefix_pairs(lists, max_history
 @given(sequences, st.integers(1, 64), st.integers(0, 5))
 def test_an_epoch_yields_every_row_once_cut_to_its_longest_history(lists, batch_size, seed):
     train = split(Sequences.from_lists(lists), 6)["train"]
-    rows = TrainRows.build(train, "prefixes", offset=100, group=3)
+    rows = TrainRows.build(train, "prefixes", offset=100)
     seen = []
     batches = list(rows.batches(batch_size, torch.device("cpu"), torch.Generator().manual_seed(seed)))
     assert len(batches) == rows.steps(batch_size)
     for batch in batches:
         assert batch.history.shape[1] == int(batch.length.max())
         assert (batch.history[:, -1][batch.length == batch.history.shape[1]] != PAD).all()
-        assert (batch.group == 3).all()
         seen += [(tuple(h[h != PAD].tolist()), int(t)) for h, t in zip(batch.history, batch.target, strict=True)]
     expected = [(tuple(h[h != PAD] + 100), int(t) + 100) for h, t in zip(train.history, train.target, strict=True)]
     assert sorted(seen) == sorted(expected)

@@ -15,6 +15,7 @@ from torch import nn
 
 from ant.errors import UserError
 from ant.train.trainer import RESUME_FILE, Trainer
+from ant.versions import STAGES
 from tests.train_helpers import hparams, make_world, run_cli
 
 
@@ -194,3 +195,16 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(world, tmp_path):
     )
     assert all(torch.equal(v, resumed[k]) for k, v in whole.items())
     assert metrics["test"] == json.loads((tmp_path / "whole" / "metrics.json").read_text())["test"]
+
+
+def test_a_resume_file_from_before_a_code_change_is_not_resumed(world, tmp_path, monkeypatch):
+    """The fingerprint covers the stage's version (ant/versions.py): bumping it, as a change to what the stage
+    computes must, makes a left-over resume.pt stale."""
+    monkeypatch.setattr(Trainer, "finish", lambda self: None)  # keep resume.pt after the run, as a kill would
+    args = adapt_args(world, tmp_path / "run", epochs=2)
+    assert run_cli(*args) == 0 and (tmp_path / "run" / RESUME_FILE).exists()
+    assert run_cli(*args) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["resumed_from_epoch"] == 2
+    monkeypatch.setitem(STAGES, "adapt", STAGES["adapt"] + 1)
+    assert run_cli(*args) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["resumed_from_epoch"] == 0

@@ -29,7 +29,12 @@ class World:
         out = []
         for name in names:
             data, manifests = self.tasks[name]
-            out += ["--data", f"{name}={data}"]
+            out += [
+                "--sequences",
+                f"{name}={data / 'sequences.parquet'}",
+                "--items",
+                f"{name}={data / 'items.parquet'}",
+            ]
             for modality, path in manifests.items():
                 out += ["--features", f"{name}.{modality}={path}"]
         return out

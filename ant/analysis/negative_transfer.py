@@ -4,9 +4,11 @@
 
 Reads the runs' metrics.json (task, method, strategy, variant, seed, test metrics), averages each (task, method,
 variant) over its seeds (± sample standard deviation when there are several) and lays the rows out as the paper
-does: per task, UniSRec's rows then ANT's (any other method after), each in the order G, F, R, ANT+ID. The CSV
-also gives each row's Recall@10 change against the same method's G row, in % (negative = negative transfer);
-the Markdown marks each method's best value per task and metric in bold.
+does: per task, the methods in the registry's order (ant/methods.py: UniSRec's rows before ANT's), each method's
+variants in its registry order (G, F, R, ANT+ID), any other after. The metrics are those of the history rule the
+runs were evaluated under (eval.exclude_history; runs under different rules are refused). The CSV also gives each
+row's Recall@10 change against the same method's G row, in % (negative = negative transfer); the Markdown marks
+each method's best value per task and metric in bold.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from typing import Any
 
 from ant.errors import UserError
 from ant.io import read_json, write_text
+from ant.methods import METHODS, Variant
 
 METRICS = ("recall@10", "recall@50", "ndcg@10", "ndcg@50")
 HEADERS = {"recall@10": "R@10", "recall@50": "R@50", "ndcg@10": "N@10", "ndcg@50": "N@50"}
-STRATEGY_ORDER = ("scratch", "finetune", "relearn", "relearn_id")
-LABELS = {"scratch": "G", "finetune": "F", "relearn": "R", "relearn_id": "ANT+ID"}
-METHOD_ORDER = ("unisrec", "ant")
-METHOD_NAMES = {"unisrec": "UniSRec", "ant": "ANT"}
+METHOD_ORDER = tuple(METHODS)
+RULE_NAMES = {"history_kept": "history items kept as candidates", "history_excluded": "history items excluded"}
+
+
+def _variant(method: str, variant: str) -> Variant | None:
+    known = METHODS.get(method)
+    return next((v for v in known.variants if v.name == variant), None) if known else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +53,7 @@ def read_run(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UserError(f"{path}: not found")
     run = read_json(path)
-    missing = [k for k in ("task", "method", "strategy", "seed", "test") if k not in run]
+    missing = [k for k in ("task", "method", "strategy", "seed", "test", "history_rule") if k not in run]
     missing += [f"test.{m}" for m in METRICS if m not in run.get("test", {})]
     if missing:
         raise UserError(f"{path}: not a run's metrics.json (missing {', '.join(missing)})")
@@ -58,6 +64,8 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (task, method, variant): seed count, mean and std of each metric, Recall@10 vs G in %."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     task_order: dict[str, int] = {}
+    if len(rules := {run["history_rule"] for run in runs}) > 1:
+        raise UserError(f"the runs were evaluated under different history rules {sorted(rules)}: rerun them alike")
     for run in runs:
         task_order.setdefault(run["task"], len(task_order))
         key = (run["task"], run["method"], run["variant"])
@@ -67,39 +75,41 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     rows = []
     for (task, method, variant), members in groups.items():
+        known = _variant(method, variant)
         row: dict[str, Any] = {
             "task": task,
-            "method": METHOD_NAMES.get(method, method),
+            "method": METHODS[method].title if method in METHODS else method,
             "strategy": variant,
-            "label": LABELS.get(variant, members[0].get("label") or variant),
+            "label": known.label if known else members[0].get("label") or variant,
             "seeds": len(members),
+            "history_rule": members[0]["history_rule"],
+            "_ground": not known.load if known else members[0].get("label") == "G",
         }
         for metric in METRICS:
             values = [float(m["test"][metric]) for m in members]
             mean = sum(values) / len(values)
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
             row[metric], row[f"{metric}_std"] = mean, std
+        variants = METHODS[method].variant_names if method in METHODS else ()
         row["_sort"] = (
             task_order[task],
             METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER),
             method,
-            STRATEGY_ORDER.index(variant) if variant in STRATEGY_ORDER else len(STRATEGY_ORDER),
+            variants.index(variant) if variant in variants else len(variants),
             variant,
         )
         rows.append(row)
     rows.sort(key=lambda r: r["_sort"])
-    ground = {(r["task"], r["method"]): r["recall@10"] for r in rows if r["strategy"] == "scratch"}
+    ground = {(r["task"], r["method"]): r["recall@10"] for r in rows if r["_ground"]}
     for row in rows:
         base = ground.get((row["task"], row["method"]))
-        row["recall@10_vs_G_pct"] = (
-            100.0 * (row["recall@10"] - base) / base if base and row["strategy"] != "scratch" else None
-        )
-        del row["_sort"]
+        row["recall@10_vs_G_pct"] = 100.0 * (row["recall@10"] - base) / base if base and not row["_ground"] else None
+        del row["_sort"], row["_ground"]
     return rows
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    columns = ["task", "method", "strategy", "label", "seeds"]
+    columns = ["task", "method", "strategy", "label", "seeds", "history_rule"]
     columns += [c for m in METRICS for c in (m, f"{m}_std")] + ["recall@10_vs_G_pct"]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
@@ -127,7 +137,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['task']} | {row['method']} | {row['label']} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seeds"] for r in rows})
     note = (
-        "\nTest metrics (full ranking over all items of the task); G = trained from scratch, F = fine-tuned, "
+        f"\nTest metrics (full ranking over all items of the task, {RULE_NAMES.get(rows[0]['history_rule'], '?')}); "
+        "G = trained from scratch, F = fine-tuned, "
         "R = re-learnt, ANT+ID = R with item-ID embeddings. "
         f"Mean over {'/'.join(map(str, seeds))} seed(s)" + (", ± sample std" if max(seeds) > 1 else "") + "; "
         "bold = the method's best on the task.\n"

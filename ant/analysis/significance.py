@@ -1,8 +1,9 @@
 """Paired significance test between two runs on the same users (spec section 7: ranks are saved for this).
 
-`paired_ttest` reads two runs' per-user test ranks (ranks.parquet: user_idx, rank), turns them into a per-user
-metric (recall@K = hit, ndcg@K = 1/log2(rank+1) within the top K) and runs scipy's paired t-test on the users the
-two runs share. Two runs on different user sets are an error, never a silent subset.
+`paired_ttest` reads two runs' per-user test ranks under one history rule (ranks.parquet: user_idx and
+rank_history_kept / rank_history_excluded), turns them into a per-user metric (recall@K = hit, ndcg@K =
+1/log2(rank+1) within the top K; an inf rank, a target excluded with its history, is a miss) and runs scipy's
+paired t-test on the users of the two runs. Two runs on different user sets are an error, never a silent subset.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from ant.errors import UserError
+from ant.train.evaluate import EXCLUDED, HISTORY_RULES
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,21 @@ def per_user_metric(ranks: np.ndarray, metric: str) -> np.ndarray:
         raise UserError(f"unknown metric {metric!r}: use recall@K or ndcg@K")
     ranks = np.asarray(ranks, dtype=np.float64)
     hit = ranks <= int(k_text)
-    return hit.astype(np.float64) if name == "recall" else np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0)
+    if name == "recall":
+        return hit.astype(np.float64)
+    gain = np.zeros_like(ranks)
+    gain[hit] = 1.0 / np.log2(ranks[hit] + 1.0)
+    return gain
 
 
-def read_ranks(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(path, columns=["user_idx", "rank"])
-    return table.column("user_idx").to_numpy(), table.column("rank").to_numpy()
+def read_ranks(path: str | Path, rule: str = EXCLUDED) -> tuple[np.ndarray, np.ndarray]:
+    if rule not in HISTORY_RULES:
+        raise UserError(f"unknown history rule {rule!r}; known: {', '.join(HISTORY_RULES)}")
+    column = f"rank_{rule}"
+    if column not in pq.read_schema(path).names:
+        raise UserError(f"{path}: no column {column} (not a ranks.parquet of this version; rerun the run)")
+    table = pq.read_table(path, columns=["user_idx", column])
+    return table.column("user_idx").to_numpy(), table.column(column).to_numpy()
 
 
 def paired_ttest_ranks(
@@ -55,6 +66,7 @@ def paired_ttest_ranks(
     return PairedTest(metric, len(a), float(a.mean()), float(b.mean()), float(result.statistic), float(result.pvalue))
 
 
-def paired_ttest(ranks_a: str | Path, ranks_b: str | Path, metric: str = "ndcg@10") -> PairedTest:
-    """Paired t-test of `metric` between two ranks.parquet files (a positive statistic: run a is better)."""
-    return paired_ttest_ranks(*read_ranks(ranks_a), *read_ranks(ranks_b), metric=metric)
+def paired_ttest(ranks_a: str | Path, ranks_b: str | Path, metric: str = "ndcg@10", rule: str = EXCLUDED) -> PairedTest:
+    """Paired t-test of `metric` between two ranks.parquet files under one history rule (a positive statistic:
+    run a is better)."""
+    return paired_ttest_ranks(*read_ranks(ranks_a, rule), *read_ranks(ranks_b, rule), metric=metric)

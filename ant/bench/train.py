@@ -94,7 +94,7 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
     )
     torch.manual_seed(0)
     model = ANT(ANTConfig(dims=s.dims, max_history=50, **hp.model.__dict__)).to(device)
-    valid = EvalRows.build(task.sequences, parts["valid"], "valid")
+    valid = EvalRows.build(parts["valid"])
     print(
         f"{name:<8} {s.users:,} users x {s.items:,} items, {len(parts['train']):,} training rows, "
         f"hidden {s.hidden}, batch {s.batch_size} (data {time.perf_counter() - started:.1f}s)"
@@ -116,19 +116,19 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
         _measure(model, adapt.loss, positions.batches(s.batch_size, device, _gen()), device, args),
     )
 
-    pre = PretrainObjective(model, table, ["synthetic"], prefixes, {}, hp, device)
-    _report(
-        name,
-        "pretrain, prefixes, trimmed",
-        _measure(model, lambda b: pre.loss(b)["loss"], prefixes.batches(s.batch_size, device, _gen()), device, args),
-    )
+    for layout, rows in (("prefixes", prefixes), ("all_positions", positions)):
+        pre = PretrainObjective(model, table, ["synthetic"], rows, {}, hp, device)
+        _report(
+            name,
+            f"pretrain, {layout}",
+            _measure(
+                model, lambda b, pre=pre: pre.loss(b)["loss"], rows.batches(s.batch_size, device, _gen()), device, args
+            ),
+        )
 
     users = min(args.eval_users, s.users)
-    test = EvalRows.build(task.sequences, parts["test"], "test")
-    test = replace(
-        test,
-        **{f: getattr(test, f)[:users] for f in ("user_idx", "history", "length", "target", "seen_start", "seen_stop")},
-    )
+    test = EvalRows.build(parts["test"])
+    test = replace(test, **{f: getattr(test, f)[:users] for f in ("user_idx", "history", "length", "target")})
     _sync(device)
     _reset_peak(device)
     start = time.perf_counter()

@@ -27,6 +27,7 @@ from ant.model.item_encoder import INIT_STD, MODALITIES, ItemEncoder, MoEAdaptor
 from ant.model.sasrec import SASRec
 
 FORMAT = "ant-model/1"
+LAYER_NORM_EPS = 1e-8  # the authors' SASRec/UniSRec ports and NOVA (spec baselines.md section 2.2); RecBole: 1e-12
 
 # parameter name prefix -> part; every parameter belongs to exactly one part
 PARTS: dict[str, str] = {
@@ -88,6 +89,7 @@ class ANT(nn.Module):
             config.attention_heads,
             config.inner_size,
             config.dropout,
+            eps=LAYER_NORM_EPS,
         )
         self.item_ids = nn.Embedding(config.id_items, config.hidden_size) if config.id_items else None
         self.apply(init_weights)

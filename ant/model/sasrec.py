@@ -22,21 +22,21 @@ from torch import nn
 
 from ant.model.dropout import dropout
 
-LAYER_NORM_EPS = 1e-12  # RecBole's default
+RECBOLE_EPS = 1e-12  # RecBole's LayerNorm eps; ANT passes the authors' 1e-8 (spec baselines.md section 2.2)
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, hidden_size: int, heads: int, inner_size: int, dropout: float) -> None:
+    def __init__(self, hidden_size: int, heads: int, inner_size: int, dropout: float, eps: float) -> None:
         super().__init__()
         if hidden_size % heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of attention_heads {heads}")
         self.heads, self.dropout = heads, dropout
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.attn_out = nn.Linear(hidden_size, hidden_size)
-        self.attn_norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.ffn_in = nn.Linear(hidden_size, inner_size)
         self.ffn_out = nn.Linear(inner_size, hidden_size)
-        self.ffn_norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
 
     def forward(self, x: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """x [n, d]: the real tokens of a [B, T] batch at (row, position) `where`; mask [B, 1, T, T]."""
@@ -53,13 +53,22 @@ class TransformerLayer(nn.Module):
 
 class SASRec(nn.Module):
     def __init__(
-        self, hidden_size: int, max_length: int, layers: int, heads: int, inner_size: int, dropout: float
+        self,
+        hidden_size: int,
+        max_length: int,
+        layers: int,
+        heads: int,
+        inner_size: int,
+        dropout: float,
+        eps: float = RECBOLE_EPS,
     ) -> None:
         super().__init__()
         self.position = nn.Embedding(max_length, hidden_size)
-        self.input_norm = nn.LayerNorm(hidden_size, eps=LAYER_NORM_EPS)
+        self.input_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.dropout = dropout
-        self.layers = nn.ModuleList(TransformerLayer(hidden_size, heads, inner_size, dropout) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            TransformerLayer(hidden_size, heads, inner_size, dropout, eps) for _ in range(layers)
+        )
 
     def forward(self, items: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """items [B, T, d] (any values at padded positions), length [B] in 1..T -> hidden states [B, T, d]."""

@@ -1,5 +1,8 @@
 """`python -m ant adapt`: train ANT on one target task with an adaptation strategy (spec section 6).
 
+The strategies are ANT's variants in the method registry (ant/methods.py), which says for each what is loaded,
+re-initialised and frozen:
+
     strategy     label   pre-trained weights      re-initialised              frozen        trained
     scratch      G       none                     (everything is new)         nothing       everything
     finetune     F       all loaded               nothing                     Transformer   item encoder, P, input LN
@@ -12,8 +15,9 @@ run's seed; frozen parameters get no gradient and are not in the optimiser, so t
 checkpoint. Frozen layers still apply their dropout in training (they are frozen, not switched to eval mode).
 Ablations (`--ablation no_text ...`, Table IV) change the model settings of the same modules (hparams.py).
 
-Outputs in --out-dir: metrics.json, ranks.parquet (user_idx, rank of the test target), model.safetensors,
-history.csv; `resume.pt` lives there while the run is unfinished.
+Outputs in --out-dir: metrics.json (validation and test metrics under the configured history rule and under
+both, ties and repeated targets), ranks.parquet (user_idx, the test target's rank under each history rule),
+model.safetensors, history.csv; `resume.pt` lives there while the run is unfinished.
 """
 
 from __future__ import annotations
@@ -21,20 +25,30 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from ant.device import autocast, resolve_device
 from ant.errors import UserError
 from ant.io import sha256_file, write_json
+from ant.methods import Variant, method
 from ant.model.ant import ANT, ANTConfig, load_model, parameters_by_part, part_of, save_model
 from ant.train.batches import TrainRows
 from ant.train.data import ItemTable, load_tasks
 from ant.train.evaluate import EvalRows, reference_metrics
 from ant.train.hparams import ABLATIONS, Hparams, ModelHparams, apply_ablations, parse_hparams
 from ant.train.objectives import AdaptObjective, evaluate_task
-from ant.train.runs import add_common_arguments, fingerprint, parameter_counts, seed_everything, write_ranks
-from ant.train.trainer import Trainer, write_history
+from ant.train.runs import (
+    add_common_arguments,
+    evaluation_counts,
+    fingerprint,
+    make_trainer,
+    metric_sections,
+    parameter_counts,
+    seed_everything,
+    write_ranks,
+)
+from ant.train.trainer import write_history
 
 log = logging.getLogger(__name__)
 
@@ -42,27 +56,8 @@ log = logging.getLogger(__name__)
 USER_ENCODER_KEYS = ("hidden_size", "layers", "attention_heads", "inner_size", "max_history")
 
 
-@dataclass(frozen=True)
-class Strategy:
-    name: str
-    label: str
-    load: bool  # start from the pre-trained weights
-    reinit: frozenset[str]  # parts (ant.model.ant.PARTS) that keep their fresh initialisation instead
-    frozen: frozenset[str]  # parts that are not trained
-    item_ids: bool  # add the item-ID embedding (ANT+ID)
-
-
-STRATEGIES: dict[str, Strategy] = {
-    s.name: s
-    for s in (
-        Strategy("scratch", "G", False, frozenset(), frozenset(), False),
-        Strategy("finetune", "F", True, frozenset(), frozenset({"transformer"}), False),
-        Strategy("relearn", "R", True, frozenset({"item_encoder", "position"}), frozenset({"transformer"}), False),
-        Strategy(
-            "relearn_id", "ANT+ID", True, frozenset({"item_encoder", "position"}), frozenset({"transformer"}), True
-        ),
-    )
-}
+METHOD = method("ant")
+STRATEGIES: dict[str, Variant] = {v.name: v for v in METHOD.variants}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(
-    strategy: Strategy,
+    strategy: Variant,
     model_hp: ModelHparams,
     dims: dict[str, int],
     max_history: int,
@@ -109,7 +104,7 @@ def build_model(
     return model
 
 
-def _check_compatible(source: ANTConfig, target: ANTConfig, strategy: Strategy, path: Path) -> None:
+def _check_compatible(source: ANTConfig, target: ANTConfig, strategy: Variant, path: Path) -> None:
     wrong = [
         f"{k} {getattr(source, k)} vs {getattr(target, k)}"
         for k in USER_ENCODER_KEYS
@@ -130,9 +125,9 @@ def run(args: argparse.Namespace) -> int:
     hp = parse_hparams(args.hparams, "adapt")
     hp = Hparams(apply_ablations(hp.model, args.ablation), hp.optim, hp.train, hp.eval, hp.max_history)
     variant = args.variant or "+".join([strategy.name, *args.ablation])
-    tasks = load_tasks(args.data, args.features, hp.max_history)
+    tasks = load_tasks(args.sequences, args.items, args.features, hp.max_history)
     if len(tasks) != 1:
-        raise UserError(f"adapt trains on one target task; got {len(tasks)} --data flags")
+        raise UserError(f"adapt trains on one target task; got {len(tasks)} tasks")
     task = tasks[0]
     device = resolve_device(hp.train.device)
     seed_everything(args.seed, args.threads or hp.train.threads)
@@ -140,28 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
     model = build_model(strategy, hp.model, task.dims, hp.max_history, task.n_items, pretrained).to(device)
     table = ItemTable.from_tasks([task], device)
-    valid = EvalRows.build(task.sequences, task.splits["valid"], "valid")
-    test = EvalRows.build(task.sequences, task.splits["test"], "test")
+    valid, test = EvalRows.build(task.splits["valid"]), EvalRows.build(task.splits["test"])
     objective = AdaptObjective(model, table, TrainRows.build(task.splits["train"], hp.train.rows), valid, hp, device)
-    settings = {
-        "command": "adapt",
-        "strategy": strategy.name,
-        "variant": variant,
-        "seed": args.seed,
-        "hparams": hp.to_dict(),
-    }
-    trainer = Trainer(
-        objective,
-        epochs=hp.optim.epochs,
-        lr=hp.optim.lr,
-        lr_decay=hp.optim.lr_decay,
-        patience=hp.optim.patience,
-        device=device,
-        seed=args.seed,
-        out_dir=args.out_dir,
-        fingerprint=fingerprint(settings, tasks, [pretrained] if pretrained else []),
-        progress=args.progress,
-    )
+    settings = {"strategy": strategy.name, "variant": variant, "seed": args.seed, "hparams": hp.to_dict()}
+    run_fingerprint = fingerprint("adapt", settings, tasks, [pretrained] if pretrained else [])
+    trainer = make_trainer(objective, hp, args.seed, args.out_dir, run_fingerprint, args.progress)
     log.info(
         "adapt %s to %s on %s: %s parameters",
         variant,
@@ -173,12 +151,12 @@ def run(args: argparse.Namespace) -> int:
     with autocast(device):
         test_eval = evaluate_task(model, table, 0, test, hp, device)
     out = args.out_dir
-    write_ranks(test.user_idx, test_eval.ranks, out / "ranks.parquet")
+    write_ranks(test.user_idx, test_eval, out / "ranks.parquet")
     save_model(model, out / "model.safetensors", {"task": task.name, "strategy": strategy.name, "variant": variant})
     write_history(result.history, out / "history.csv")
     metrics = {
         "task": task.name,
-        "method": "ant",
+        "method": METHOD.name,
         "strategy": strategy.name,
         "label": strategy.label,
         "variant": variant,
@@ -188,11 +166,13 @@ def run(args: argparse.Namespace) -> int:
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from,
-        "valid": result.best_metrics,
-        "test": test_eval.metrics,
+        "history_rule": test_eval.rule,
+        "tie_rule": hp.eval.ties,
+        **metric_sections("valid", result.best_metrics),
+        **metric_sections("test", test_eval.flat_metrics()),
+        **evaluation_counts(test_eval),
         "users": len(test),
         "items": task.n_items,
-        "tie_rule": "pessimistic: rank = 1 + #items scoring >= the target",
         "reference_test": reference_metrics(task.splits["train"].target, test, task.n_items, hp.eval.ks),
         "parameters": parameter_counts(model),
         "pretrained": str(pretrained) if pretrained else None,

@@ -31,18 +31,20 @@ class Batch:
     history: torch.Tensor  # int64 [B, T], PAD = -1, T = longest history in the batch
     length: torch.Tensor  # int64 [B], 1..T
     target: torch.Tensor  # int64 [B] (prefixes) or [B, T] with PAD where a position has no target
-    group: torch.Tensor  # int64 [B], the task of each row (pre-training mixes tasks)
 
     def __len__(self) -> int:
         return self.history.shape[0]
 
     def select(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The hidden states that predict a target, with those targets and their rows' groups: [M, d], [M], [M]."""
+        """The hidden states that predict a target, those targets, and the batch row of each: [M, d], [M], [M].
+
+        With prefixes every row has one target (row = 0..B-1); with all_positions a row holds several targets of
+        one user, which an in-batch loss must not use as negatives of each other (ant.train.losses)."""
+        rows = torch.arange(len(self), device=hidden.device)
         if self.target.dim() == 1:
-            rows = torch.arange(len(self), device=hidden.device)
-            return hidden[rows, self.length - 1], self.target, self.group
+            return hidden[rows, self.length - 1], self.target, rows
         has = self.target != PAD
-        return hidden[has], self.target[has], self.group.unsqueeze(1).expand_as(self.target)[has]
+        return hidden[has], self.target[has], rows.unsqueeze(1).expand_as(self.target)[has]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,6 @@ class TrainRows:
     history: torch.Tensor  # int32 [n, L]
     length: torch.Tensor  # int32 [n]
     target: torch.Tensor  # int32 [n] or [n, L]
-    group: torch.Tensor  # int64 [n]
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -60,7 +61,7 @@ class TrainRows:
         return len(self) if self.target.dim() == 1 else int((self.target != PAD).sum())
 
     @classmethod
-    def build(cls, rows: Rows, layout: RowLayout = "prefixes", offset: int = 0, group: int = 0) -> TrainRows:
+    def build(cls, rows: Rows, layout: RowLayout = "prefixes", offset: int = 0) -> TrainRows:
         """Rows of one task; `offset` shifts item_idx to global item-table rows (pre-training)."""
         if layout == "prefixes":
             history, length, target = rows.history, rows.length, rows.target
@@ -72,12 +73,11 @@ class TrainRows:
             history=torch.from_numpy(shift_items(history, offset)),
             length=torch.from_numpy(length.astype(np.int32)),
             target=torch.from_numpy(shift_items(target, offset)),
-            group=torch.full((len(length),), group, dtype=torch.int64),
         )
 
     @classmethod
     def concat(cls, parts: list[TrainRows]) -> TrainRows:
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("history", "length", "target", "group")))
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("history", "length", "target")))
 
     def rows_per_batch(self, batch_size: int) -> int:
         return max(1, round(batch_size * len(self) / max(self.n_targets, 1)))
@@ -101,7 +101,6 @@ class TrainRows:
                 history=self.history[idx, :steps].to(device, torch.int64, non_blocking=True),
                 length=length.to(device, torch.int64, non_blocking=True),
                 target=target.to(device, torch.int64, non_blocking=True),
-                group=self.group[idx].to(device, non_blocking=True),
             )
 
 

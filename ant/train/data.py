@@ -1,6 +1,7 @@
-"""Loading the tasks a training command is given: `--data NAME=DIR` and `--features NAME.MODALITY=MANIFEST`.
+"""Loading the tasks a training command is given: `--sequences NAME=PATH --items NAME=PATH` and
+`--features NAME.MODALITY=MANIFEST`, the very files its rule declares as inputs.
 
-A task is its sequences (split by ant.data.split, the one split), its item count and its three frozen feature
+A task is its sequences (split by ant.data.split, the one split), its item count and its frozen feature
 matrices. `ItemTable` puts the features of one or several tasks on the device as one global item table: task t's
 item i is row offsets[t] + i, which is how pre-training mixes tasks in one batch and one in-batch softmax.
 """
@@ -24,9 +25,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TaskFiles:
+    sequences: Path
+    items: Path
+    features: dict[str, Path]  # modality -> manifest.json
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
-    data_dir: Path
+    files: TaskFiles
     n_items: int
     sequences: Sequences
     splits: dict[str, Rows]
@@ -37,52 +45,67 @@ class Task:
         return {m: f.dim for m, f in self.features.items()}
 
 
-def parse_data_args(data: list[str], features: list[str]) -> dict[str, tuple[Path, dict[str, Path]]]:
-    """NAME=DIR and NAME.MODALITY=MANIFEST flags -> {name: (dir, {modality: manifest})}, every modality given."""
-    tasks: dict[str, tuple[Path, dict[str, Path]]] = {}
-    for spec in data:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--data {spec!r}: expected NAME=DIR, e.g. --data Scientific=results/data/Scientific")
-        if name in tasks:
-            raise UserError(f"--data: task {name!r} given twice")
-        tasks[name] = (Path(path), {})
+def _named(flag: str, spec: str, example: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise UserError(f"{flag} {spec!r}: expected NAME=PATH, e.g. {flag} {example}")
+    return name, Path(path)
+
+
+def parse_task_args(sequences: list[str], items: list[str], features: list[str]) -> dict[str, TaskFiles]:
+    """The NAME=PATH and NAME.MODALITY=MANIFEST flags -> {name: TaskFiles}, every file of every task given."""
+    seq_paths: dict[str, Path] = {}
+    for spec in sequences:
+        name, path = _named("--sequences", spec, "Scientific=results/data/Scientific/sequences.parquet")
+        if name in seq_paths:
+            raise UserError(f"--sequences: task {name!r} given twice")
+        seq_paths[name] = path
+    item_paths: dict[str, Path] = {}
+    for spec in items:
+        name, path = _named("--items", spec, "Scientific=results/data/Scientific/items.parquet")
+        if name not in seq_paths:
+            raise UserError(f"--items {spec!r}: task {name!r} has no --sequences")
+        item_paths[name] = path
+    manifests: dict[str, dict[str, Path]] = {name: {} for name in seq_paths}
     for spec in features:
-        key, sep, path = spec.partition("=")
+        key, path = _named("--features", spec, "Scientific.text=.../manifest.json")
         name, dot, modality = key.rpartition(".")
-        if not sep or not dot or not path:
+        if not dot:
             raise UserError(
                 f"--features {spec!r}: expected NAME.MODALITY=MANIFEST, e.g. Scientific.text=.../manifest.json"
             )
-        if name not in tasks:
-            raise UserError(f"--features {spec!r}: task {name!r} has no --data")
+        if name not in seq_paths:
+            raise UserError(f"--features {spec!r}: task {name!r} has no --sequences")
         if modality not in MODALITIES:
             raise UserError(f"--features {spec!r}: unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
-        tasks[name][1][modality] = Path(path)
-    for name, (_, mods) in tasks.items():
-        if missing := [m for m in MODALITIES if m not in mods]:
+        manifests[name][modality] = path
+    if not seq_paths:
+        raise UserError(
+            "no task given: pass --sequences NAME=PATH, --items NAME=PATH and --features NAME.MODALITY=PATH"
+        )
+    for name in seq_paths:
+        if name not in item_paths:
+            raise UserError(f"task {name!r}: no --items")
+        if missing := [m for m in MODALITIES if m not in manifests[name]]:
             raise UserError(f"task {name!r}: no --features for {', '.join(missing)}")
-    if not tasks:
-        raise UserError("no task given: pass --data NAME=DIR and --features NAME.MODALITY=MANIFEST")
-    return tasks
+    return {name: TaskFiles(seq_paths[name], item_paths[name], manifests[name]) for name in seq_paths}
 
 
-def load_task(name: str, data_dir: Path, manifests: dict[str, Path], max_history: int) -> Task:
-    seq_path, items_path = data_dir / "sequences.parquet", data_dir / "items.parquet"
-    for path in (seq_path, items_path):
+def load_task(name: str, files: TaskFiles, max_history: int) -> Task:
+    for path in (files.sequences, files.items):
         if not path.exists():
             raise UserError(f"task {name}: {path} not found (run the data rules for this task)")
-    n_items = pq.read_metadata(items_path).num_rows
-    sequences = read_sequences(seq_path)
+    n_items = pq.read_metadata(files.items).num_rows
+    sequences = read_sequences(files.sequences)
     if len(sequences.items) and (sequences.items.min() < 0 or sequences.items.max() >= n_items):
-        raise UserError(f"task {name}: {seq_path} refers to item_idx outside 0..{n_items - 1} of {items_path}")
+        raise UserError(f"task {name}: {files.sequences} refers to item_idx outside 0..{n_items - 1} of {files.items}")
     try:
         splits = split(sequences, max_history)
     except ValueError as err:
-        raise UserError(f"task {name}: {seq_path}: {err}") from err
+        raise UserError(f"task {name}: {files.sequences}: {err}") from err
     if len(splits["valid"]) == 0 or len(splits["train"]) == 0:
-        raise UserError(f"task {name}: {seq_path} has no training or validation rows")
-    features = {m: load_features(path, items_path) for m, path in manifests.items()}
+        raise UserError(f"task {name}: {files.sequences} has no training or validation rows")
+    features = {m: load_features(path, files.items) for m, path in files.features.items()}
     log.info(
         "task %s: %d users, %d items, %d training rows; features %s",
         name,
@@ -91,11 +114,11 @@ def load_task(name: str, data_dir: Path, manifests: dict[str, Path], max_history
         len(splits["train"]),
         ", ".join(f"{m} {f.dim}-d ({int(f.present.sum())} present)" for m, f in features.items()),
     )
-    return Task(name, data_dir, n_items, sequences, splits, features)
+    return Task(name, files, n_items, sequences, splits, features)
 
 
-def load_tasks(data: list[str], features: list[str], max_history: int) -> list[Task]:
-    tasks = [load_task(n, d, m, max_history) for n, (d, m) in parse_data_args(data, features).items()]
+def load_tasks(sequences: list[str], items: list[str], features: list[str], max_history: int) -> list[Task]:
+    tasks = [load_task(name, files, max_history) for name, files in parse_task_args(sequences, items, features).items()]
     dims = tasks[0].dims
     for task in tasks[1:]:
         if task.dims != dims:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ant.errors import UserError
 from ant.model.item_encoder import MODALITIES
+from ant.train.evaluate import TIE_RULES
 
 Stage = Literal["pretrain", "adapt"]
 ABLATIONS = ("no_text", "no_image", "no_price", "no_moe", "no_fusion")
@@ -55,7 +56,8 @@ class TrainHparams:
 @dataclass(frozen=True)
 class EvalHparams:
     ks: tuple[int, ...] = (10, 50)
-    exclude_history: bool = False
+    exclude_history: bool = True  # the authors' rule; both rules are always recorded (ant.train.evaluate)
+    ties: Literal["pessimistic", "expected"] = "pessimistic"
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ def _check(hp: Hparams) -> None:
         problems.append("train.threads must be a positive integer")
     if hp.train.eval_batch_size < 1:
         problems.append("train.eval_batch_size must be >= 1")
+    if hp.eval.ties not in TIE_RULES:
+        problems.append(f"eval.ties must be one of {', '.join(TIE_RULES)}")
     if not hp.eval.ks or any(not isinstance(k, int) or k < 1 for k in hp.eval.ks):
         problems.append("eval.ks must be a non-empty list of positive integers")
     if hp.max_history < 1:

@@ -5,7 +5,8 @@ gets the same dropout and routing noise wherever it appears in the step (UniSRec
 histories and candidates; this is the cheaper of two equally valid draws, and identical in evaluation).
 
 Pre-training: the batch's items (histories and targets, all tasks, as rows of the global ItemTable) are encoded
-once; loss = in-batch softmax over the batch's targets (duplicates masked) + align_weight * text-image alignment.
+once; loss = in-batch softmax over the batch's targets (duplicates, and a row's own other targets, masked:
+ant.train.losses) + align_weight * text-image alignment.
 Validation = Recall@10 (and the other metrics) pooled over the validation users of all auxiliary tasks, each
 user ranked within its own task's items; the per-task values are logged too.
 Adaptation: all items of the task are encoded every step; loss = cross-entropy over all of them.
@@ -13,7 +14,6 @@ Adaptation: all items of the task are encoded every step; loss = cross-entropy o
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +21,7 @@ from ant.model.ant import ANT
 from ant.model.sasrec import SASRec
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
-from ant.train.evaluate import EvalRows, Evaluation, Scorer, evaluate, metrics_from_ranks
+from ant.train.evaluate import EvalRows, Evaluation, Scorer, evaluate, pooled
 from ant.train.hparams import Hparams
 from ant.train.losses import alignment_loss, in_batch_softmax_loss
 
@@ -61,6 +61,7 @@ def evaluate_task(
         len(vectors),
         ks=hp.eval.ks,
         exclude_history=hp.eval.exclude_history,
+        ties=hp.eval.ties,
         batch_size=hp.train.eval_batch_size,
         device=device,
     )
@@ -94,28 +95,31 @@ class PretrainObjective:
         unique = torch.unique(needed)  # sorted: a row's position is found by searchsorted
         v, parts = self.model.item_vectors(self.table.gather(unique))
         history = v[torch.searchsorted(unique, batch.history.clamp(min=0))]
-        states, target, _ = batch.select(self.model.user_states(history, batch.length))
+        states, target, rows = batch.select(self.model.user_states(history, batch.length))
         at = torch.searchsorted(unique, target)
-        rec = in_batch_softmax_loss(self.model.logits(states, v[at]), target)
+        rec = in_batch_softmax_loss(self.model.logits(states, v[at]), target, rows)
         if not self.align:
             return {"loss": rec, "rec": rec}
         keep = self.table.present["image"][target] & self.table.present["text"][target]
-        align = alignment_loss(self.model.logits(parts["image"][at], parts["text"][at]), target, keep)
+        align = alignment_loss(self.model.logits(parts["image"][at], parts["text"][at]), target, keep, rows)
         return {"loss": rec + self.hp.optim.align_weight * align, "rec": rec, "align": align}
 
     def validate(self) -> dict[str, float]:
-        return self.evaluate(self.valid)[0]
+        return self.metrics(self.evaluate(self.valid))
 
-    def evaluate(self, rows: dict[str, EvalRows]) -> tuple[dict[str, float], dict[str, Evaluation]]:
-        """Metrics pooled over the users of all tasks (each ranked in its own task), plus each task's."""
-        per_task = {
+    def evaluate(self, rows: dict[str, EvalRows]) -> dict[str, Evaluation]:
+        """Each task's evaluation (its users ranked within its own items)."""
+        return {
             name: evaluate_task(self.model, self.table, self.task_names.index(name), task_rows, self.hp, self.device)
             for name, task_rows in rows.items()
         }
-        pooled = metrics_from_ranks(np.concatenate([e.ranks for e in per_task.values()]), self.hp.eval.ks)
+
+    def metrics(self, per_task: dict[str, Evaluation]) -> dict[str, float]:
+        """Pooled over the users of all tasks under both history rules, plus each task's under the chosen one."""
+        out = pooled(list(per_task.values()), self.hp.eval.ks).flat_metrics()
         for name, result in per_task.items():
-            pooled |= {f"{name}/{k}": v for k, v in result.metrics.items()}
-        return pooled, per_task
+            out |= {f"{name}/{k}": v for k, v in result.metrics.items()}
+        return out
 
 
 class AdaptObjective:
@@ -138,4 +142,4 @@ class AdaptObjective:
         return F.cross_entropy(self.model.logits(states, v), target)
 
     def validate(self) -> dict[str, float]:
-        return evaluate_task(self.model, self.table, 0, self.valid, self.hp, self.device).metrics
+        return evaluate_task(self.model, self.table, 0, self.valid, self.hp, self.device).flat_metrics()

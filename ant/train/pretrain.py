@@ -5,8 +5,9 @@ other in a global item table (task t's item i is row offsets[t] + i), so an in-b
 targets from every task and two tasks' items are never confused. Loss = in-batch softmax (duplicate targets
 masked) + align_weight * text-image alignment (items without an image left out). The kept epoch is the one with
 the best Recall@10 pooled over all auxiliary validation users, each ranked within its own task's items (a
-micro-average: a task weighs by its users, as "Recall@10 over the auxiliary tasks' validation rows" says); every
-task's own metrics are in history.csv and metrics.json.
+micro-average: a task weighs by its users, as "Recall@10 over the auxiliary tasks' validation rows" says), under the
+configured history rule (eval.exclude_history); both rules' pooled metrics and every task's own are in history.csv
+and metrics.json.
 
 Outputs in --out-dir: model.safetensors, metrics.json (valid and test, pooled and per task), history.csv.
 """
@@ -24,11 +25,18 @@ from ant.io import write_json
 from ant.model.ant import ANT, ANTConfig, save_model
 from ant.train.batches import TrainRows
 from ant.train.data import ItemTable, load_tasks
-from ant.train.evaluate import EvalRows
+from ant.train.evaluate import EvalRows, history_rule
 from ant.train.hparams import parse_hparams
 from ant.train.objectives import PretrainObjective
-from ant.train.runs import add_common_arguments, fingerprint, parameter_counts, seed_everything
-from ant.train.trainer import Trainer, write_history
+from ant.train.runs import (
+    add_common_arguments,
+    fingerprint,
+    make_trainer,
+    metric_sections,
+    parameter_counts,
+    seed_everything,
+)
+from ant.train.trainer import write_history
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     hp = parse_hparams(args.hparams, "pretrain")
-    tasks = load_tasks(args.data, args.features, hp.max_history)
+    tasks = load_tasks(args.sequences, args.items, args.features, hp.max_history)
     names = [t.name for t in tasks]
     device = resolve_device(hp.train.device)
     seed_everything(args.seed, args.threads or hp.train.threads)
@@ -48,22 +56,13 @@ def run(args: argparse.Namespace) -> int:
     model = ANT(ANTConfig(dims=tasks[0].dims, max_history=hp.max_history, **asdict(hp.model))).to(device)
     table = ItemTable.from_tasks(tasks, device)
     rows = TrainRows.concat(
-        [TrainRows.build(t.splits["train"], hp.train.rows, table.offsets[i], i) for i, t in enumerate(tasks)]
+        [TrainRows.build(t.splits["train"], hp.train.rows, table.offsets[i]) for i, t in enumerate(tasks)]
     )
-    valid = {t.name: EvalRows.build(t.sequences, t.splits["valid"], "valid") for t in tasks}
+    valid = {t.name: EvalRows.build(t.splits["valid"]) for t in tasks}
     objective = PretrainObjective(model, table, names, rows, valid, hp, device)
-    settings = {"command": "pretrain", "seed": args.seed, "hparams": hp.to_dict()}
-    trainer = Trainer(
-        objective,
-        epochs=hp.optim.epochs,
-        lr=hp.optim.lr,
-        lr_decay=hp.optim.lr_decay,
-        patience=hp.optim.patience,
-        device=device,
-        seed=args.seed,
-        out_dir=args.out_dir,
-        fingerprint=fingerprint(settings, tasks),
-        progress=args.progress,
+    settings = {"seed": args.seed, "hparams": hp.to_dict()}
+    trainer = make_trainer(
+        objective, hp, args.seed, args.out_dir, fingerprint("pretrain", settings, tasks), args.progress
     )
     log.info(
         "pre-train on %s (%d training targets) on %s: %d parameters",
@@ -74,10 +73,8 @@ def run(args: argparse.Namespace) -> int:
     )
     result = trainer.fit()
     with autocast(device):
-        test_metrics, _ = objective.evaluate(
-            {t.name: EvalRows.build(t.sequences, t.splits["test"], "test") for t in tasks}
-        )
-    out = args.out_dir
+        test = objective.evaluate({t.name: EvalRows.build(t.splits["test"]) for t in tasks})
+    out, rule = args.out_dir, history_rule(hp.eval.exclude_history)
     save_model(model, out / "model.safetensors", {"tasks": json.dumps(names), "seed": str(args.seed)})
     write_history(result.history, out / "history.csv")
     write_json(
@@ -90,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
             "epochs_run": result.epochs_run,
             "stopped_early": result.stopped_early,
             "resumed_from_epoch": result.resumed_from,
-            "selection": "recall@10 pooled over all auxiliary validation users",
-            "valid": result.best_metrics,
-            "test": test_metrics,
+            "selection": f"recall@10 pooled over all auxiliary validation users, {rule}",
+            "history_rule": rule,
+            "tie_rule": hp.eval.ties,
+            **metric_sections("valid", result.best_metrics),
+            **metric_sections("test", objective.metrics(test)),
             "items": {t.name: t.n_items for t in tasks},
             "training_targets": rows.n_targets,
             "parameters": parameter_counts(model),

@@ -1,4 +1,5 @@
-"""What the training commands share: their common flags, seeding, the resume fingerprint, the run's outputs."""
+"""What the training commands share: their flags, seeding, the trainer they build, the resume fingerprint, and
+the run's outputs (ranks.parquet, the metric sections of metrics.json)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,19 @@ import torch
 
 from ant.io import sha256_file, write_parquet
 from ant.train.data import Task
+from ant.train.evaluate import HISTORY_RULES, Evaluation
+from ant.train.hparams import Hparams
+from ant.train.trainer import Objective, Trainer
+from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", action="append", default=[], metavar="NAME=DIR", help="a task's data folder (repeat per task)"
-    )
+    for flag, what in (("sequences", "sequences.parquet"), ("items", "items.parquet")):
+        parser.add_argument(
+            f"--{flag}", action="append", default=[], metavar="NAME=PATH", help=f"a task's {what} (repeat per task)"
+        )
     parser.add_argument(
         "--features",
         action="append",
@@ -47,12 +53,15 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.manual_seed(seed)
 
 
-def fingerprint(settings: dict[str, Any], tasks: list[Task], files: list[Path] = ()) -> str:
-    """Digest of everything a run's result depends on: settings, each task's inputs, extra files."""
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+def fingerprint(stage: str, settings: dict[str, Any], tasks: list[Task], files: list[Path] = ()) -> str:
+    """Digest of everything a run's result depends on: the stage's code version (ant/versions.py), its settings,
+    each task's inputs and extra files. A resume.pt written under another digest is not resumed."""
+    digest = hashlib.sha256(
+        json.dumps({"stage": stage, "version": STAGES[stage], **settings}, sort_keys=True, default=str).encode()
+    )
     for task in tasks:
         digest.update(task.name.encode())
-        digest.update(sha256_file(task.data_dir / "sequences.parquet").encode())
+        digest.update(sha256_file(task.files.sequences).encode())
         for modality in sorted(task.features):
             digest.update(json.dumps(task.features[modality].manifest, sort_keys=True).encode())
     for path in files:
@@ -60,9 +69,53 @@ def fingerprint(settings: dict[str, Any], tasks: list[Task], files: list[Path] =
     return digest.hexdigest()
 
 
-def write_ranks(user_idx: np.ndarray, ranks: np.ndarray, path: Path) -> None:
-    table = pa.table({"user_idx": pa.array(user_idx.astype(np.int32)), "rank": pa.array(ranks.astype(np.int32))})
-    write_parquet(table, path)
+def make_trainer(
+    objective: Objective, hp: Hparams, seed: int, out_dir: Path, fingerprint: str, progress: bool
+) -> Trainer:
+    return Trainer(
+        objective,
+        epochs=hp.optim.epochs,
+        lr=hp.optim.lr,
+        lr_decay=hp.optim.lr_decay,
+        patience=hp.optim.patience,
+        device=objective.device,
+        seed=seed,
+        out_dir=out_dir,
+        fingerprint=fingerprint,
+        progress=progress,
+    )
+
+
+def metric_sections(name: str, flat: dict[str, float]) -> dict[str, Any]:
+    """Validation or test metrics as metrics.json sections: `name` (the configured history rule), then
+    `name_history_kept`, `name_history_excluded`, and per task (pre-training) `name_per_task`."""
+    sections: dict[str, Any] = {name: {k: v for k, v in flat.items() if "/" not in k}}
+    for rule in HISTORY_RULES:
+        sections[f"{name}_{rule}"] = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(f"{rule}/")}
+    per_task: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        group, _, metric = key.partition("/")
+        if metric and group not in HISTORY_RULES:
+            per_task.setdefault(group, {})[metric] = value
+    if per_task:
+        sections[f"{name}_per_task"] = per_task
+    return sections
+
+
+def evaluation_counts(evaluation: Evaluation) -> dict[str, Any]:
+    """The test rows' ties and repeats, for metrics.json."""
+    return {
+        "tied_targets": {rule: result.tied_targets for rule, result in evaluation.rules.items()},
+        "repeated_targets": evaluation.repeated_targets,
+    }
+
+
+def write_ranks(user_idx: np.ndarray, evaluation: Evaluation, path: Path) -> None:
+    """ranks.parquet: user_idx and the test target's rank under each history rule (float: the expected tie rule
+    gives halves; inf = the target repeated its history and was excluded, a miss)."""
+    columns = {"user_idx": pa.array(user_idx.astype(np.int32))}
+    columns |= {f"rank_{rule}": pa.array(result.ranks.astype(np.float64)) for rule, result in evaluation.rules.items()}
+    write_parquet(pa.table(columns), path)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:

@@ -40,6 +40,7 @@ class Objective(Protocol):
     """What the trainer needs of a model: its module, its batches, its loss and its validation."""
 
     model: nn.Module
+    device: torch.device  # where the model and its batches live
 
     def batches(self, generator: torch.Generator) -> Iterable[Any]:
         """One epoch of batches, shuffled with `generator`."""

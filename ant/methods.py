@@ -1,0 +1,97 @@
+"""The one registry of methods: every method the workflow runs, its variants, inputs, pre-training and preset.
+
+A method is one entry here plus its model code. The entry says
+  - its name (run folders results/runs/<task>/<name>/<variant>/seed<k>/, the CLI) and its title in the tables;
+  - its variants: for ANT (and, later, UniSRec) the adaptation strategies, each with its table label and its
+    policy over the model's parameter groups ("parts"): start from the pre-trained checkpoint or not, which
+    parts start fresh instead, which are frozen, whether an item-ID embedding is added;
+  - the inputs it needs (item ids, user ids, text, image, price, timestamps, auxiliary tasks);
+  - whether it pre-trains, and on what (the auxiliary tasks, or the target task itself);
+  - its training preset (spec baselines.md section 2.4).
+The workflow's wildcard constraints, the CLI's choices and the tables' labels derive from it; the config schema's
+enums are tested against it (tests/test_methods.py). Plain Python without torch: Snakemake imports it while it
+parses the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+INPUTS = ("item_ids", "user_ids", "text", "image", "price", "timestamps", "auxiliary")
+MODALITIES = ("text", "image", "price")  # the frozen feature stores a method may read
+PRESETS = ("ant", "recbole")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # run folder and `strategy`/`variant` wildcard value
+    label: str  # its label in the tables
+    load: bool = False  # start from the method's pre-trained checkpoint
+    reinit: frozenset[str] = frozenset()  # parts that keep a fresh initialisation instead of the checkpoint's
+    frozen: frozenset[str] = frozenset()  # parts that are not trained
+    item_ids: bool = False  # add an item-ID embedding (trained from scratch)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    kind: Literal["interaction", "text", "multi-modal"]  # the groups of the paper's Table II
+    inputs: frozenset[str]
+    preset: Literal["ant", "recbole"]
+    pretrain: Literal["auxiliary", "target"] | None  # pre-training stage and its data, or none
+    variants: tuple[Variant, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if unknown := self.inputs - set(INPUTS):
+            raise ValueError(f"method {self.name}: unknown inputs {sorted(unknown)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"method {self.name}: unknown preset {self.preset!r}")
+        if any(v.load for v in self.variants) and self.pretrain is None:
+            raise ValueError(f"method {self.name}: a variant loads a checkpoint but the method does not pre-train")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m in self.inputs)
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise KeyError(f"method {self.name} has no variant {name!r}; known: {', '.join(self.variant_names)}")
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
+
+
+_ANT_RELEARNT = frozenset({"item_encoder", "position"})  # ant.model.ant.PARTS
+_ANT_FROZEN = frozenset({"transformer"})
+
+# in the paper's order (Table II columns), which is also the order of the rows of every table
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            name="ant",
+            title="ANT",
+            kind="multi-modal",
+            inputs=frozenset({"text", "image", "price", "auxiliary"}),
+            preset="ant",
+            pretrain="auxiliary",
+            variants=(
+                Variant("scratch", "G"),
+                Variant("finetune", "F", load=True, frozen=_ANT_FROZEN),
+                Variant("relearn", "R", load=True, reinit=_ANT_RELEARNT, frozen=_ANT_FROZEN),
+                Variant("relearn_id", "ANT+ID", load=True, reinit=_ANT_RELEARNT, frozen=_ANT_FROZEN, item_ids=True),
+            ),
+        ),
+    )
+}
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name]
