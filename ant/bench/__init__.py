@@ -3,5 +3,6 @@
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("ant.bench.data", "ingest + 5-core at Clothing scale vs a pure-Python reference"),
     "features": ("ant.bench.features", "text and image embedding items/s vs a naive batch-of-4 loop"),
+    "precision": ("ant.bench.precision", "text features in bf16/fp16 vs fp32: cosine, neighbour overlap, speed"),
     "train": ("ant.bench.train", "training rows/s and full-ranking evaluation users/s"),
 }
