@@ -15,7 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ant.cli import main
-from ant.data.download import ContentRange, GzipVerifier, fetch, parse_content_range, partial_paths
+from ant.data.download.mirrors import fetch
+from ant.data.download.resume import ContentRange, parse_content_range, partial_paths
+from ant.data.download.verify import GzipVerifier
 from ant.errors import UserError
 
 FAST = {"retries": 3, "backoff_s": 0.01, "timeout_s": 2.0, "progress": False}
