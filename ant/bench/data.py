@@ -8,17 +8,15 @@
 2. Runs the ingest and the k-core on it through the library functions the CLI calls, each in its own
    process, and prints the step's own time, the process's wall time, and its peak RSS (VmHWM).
 3. On a 1M-line data set from the same generator (meta scaled alike), runs the same two steps and a
-   straightforward pure-Python implementation of the same algorithm (csv module, json, dicts, loops; it
-   writes nothing, so it is timed favourably), alternately, best of --repeat runs; checks that both give
-   the same sequences, and prints the speed-up overall and per part.
+   straightforward pure-Python implementation of the same algorithm (ant.bench.reference: csv module, json,
+   dicts, loops; it writes nothing, so it is timed favourably), alternately, best of --repeat runs; checks
+   that both give the same sequences, and prints the speed-up overall and per part.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
-import itertools
 import json
 import os
 import resource
@@ -27,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ant.data.price import parse_price
-from ant.data.text import item_text
+from ant.bench.reference import pure_python
 
 _B36 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", np.uint8)
 _CHUNK = 1 << 20
@@ -201,66 +197,6 @@ def generate(folder: Path, shape: Shape) -> tuple[Path, Path]:
     write_ratings(ratings, shape)
     write_meta(meta, shape)
     return ratings, meta
-
-
-# ---------------------------------------------------------------- the pure-Python reference ------------------
-def pure_python(ratings: Path, meta: Path, k: int = 5, timings: dict[str, float] | None = None) -> dict[str, list]:
-    """The same ingest + k-core, straightforwardly: csv module, json, dicts and loops. Returns each user's
-    items in order; `timings` (if given) receives the seconds of each phase."""
-    timings = {} if timings is None else timings
-    start = time.perf_counter()
-    interactions = []
-    with open(ratings, newline="") as fh:
-        for row in csv.reader(fh, quoting=csv.QUOTE_NONE):
-            try:
-                item, user, rating, timestamp = row
-                if item and user:
-                    interactions.append((user, item, float(rating), int(timestamp)))
-            except ValueError:
-                continue
-    timings["read ratings"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    items = {}
-    with open(meta, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
-    with gzip.open(meta, "rt") if gzipped else open(meta) as fh:
-        for line in fh:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            asin = record.get("asin")
-            if asin and asin not in items:
-                high, low = record.get("imageURLHighRes") or [], record.get("imageURL") or []
-                items[asin] = (
-                    item_text(record.get("title"), record.get("category"), record.get("brand")),
-                    parse_price(record.get("price"))[0],
-                    [(h or lo, lo if h else None) for h, lo in itertools.zip_longest(high, low) if h or lo],
-                )
-    timings["read meta"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    interactions = [x for x in dict.fromkeys(interactions) if x[1] in items]
-    timings["dedupe, meta filter"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    while True:
-        user_count: dict[str, int] = defaultdict(int)
-        item_count: dict[str, int] = defaultdict(int)
-        for user, item, _, _ in interactions:
-            user_count[user] += 1
-            item_count[item] += 1
-        kept = [x for x in interactions if user_count[x[0]] >= k and item_count[x[1]] >= k]
-        if len(kept) == len(interactions):
-            break
-        interactions = kept
-    by_user: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for user, item, _, timestamp in interactions:
-        by_user[user].append((timestamp, item))
-    sequences = {user: [item for _, item in sorted(by_user[user])] for user in sorted(by_user)}
-    timings["k-core, order"] = time.perf_counter() - start
-    return sequences
 
 
 # ---------------------------------------------------------------- measuring -------------------------------
