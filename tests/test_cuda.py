@@ -13,7 +13,7 @@ from test_text_features import TEXTS
 from test_text_features import embed as embed_texts
 
 from ant.features.store import load_features
-from ant.train.evaluate import ranks_from_scores
+from ant.train.evaluate import rank_targets
 from tests.train_helpers import SMALL_MODEL, hparams, make_world, run_cli
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -58,11 +58,18 @@ def test_image_vectors_on_the_gpu_match_the_cpu(tmp_path, fetched, models):  # n
     np.testing.assert_array_equal(gpu.values[~gpu.present], 0.0)
 
 
-def test_ranks_on_the_gpu_equal_the_cpu_ties_included():
+@pytest.mark.parametrize("ties", ["pessimistic", "expected"])
+def test_ranks_on_the_gpu_equal_the_cpu_ties_and_both_history_rules_included(ties):
     generator = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 5, (300, 1000), generator=generator).float()  # five levels: ties everywhere
     target = torch.randint(0, 1000, (300,), generator=generator)
-    assert torch.equal(ranks_from_scores(scores.cuda(), target.cuda()).cpu(), ranks_from_scores(scores, target))
+    history = torch.randint(0, 1000, (300, 50), generator=generator)
+    history[:10, 3] = target[:10]  # some repeated targets
+    length = torch.randint(1, 51, (300,), generator=generator)
+    cpu = rank_targets(scores.clone(), target, history, length, ties)
+    gpu = rank_targets(scores.cuda(), target.cuda(), history.cuda(), length.cuda(), ties)
+    for key, value in cpu.items():
+        assert torch.equal(gpu[key].cpu(), value), key
 
 
 def test_training_on_the_gpu_learns_as_well_as_on_the_cpu(tmp_path):
