@@ -143,9 +143,13 @@ def rank_targets(
     # over all N items: sign(s_j - s_target) is +1 above, 0 level, -1 below (x - y == 0 iff x == y in IEEE
     # floats); its sum is above - below and the sum of its absolute values above + below. In place and in
     # float (exact for counts below 2^24), several times faster than summing fresh boolean [B, N] masks.
-    # Infinite scores (a scorer's masked columns) become the largest finite ones, which keeps order and ties.
-    big = torch.finfo(scores.dtype).max
-    scores.nan_to_num_(posinf=big, neginf=-big).sub_(target_score.nan_to_num(posinf=big, neginf=-big)).sign_()
+    # An infinite score (a scorer's masked column) compares right with a finite target; only an infinite target
+    # (inf - inf) needs the infinities made the largest finite floats first, which keeps order and ties.
+    if not bool(torch.isfinite(target_score).all()):
+        big = torch.finfo(scores.dtype).max
+        scores.nan_to_num_(posinf=big, neginf=-big)
+        target_score = target_score.nan_to_num(posinf=big, neginf=-big)
+    scores.sub_(target_score).sign_()
     signed = scores.sum(dim=1)
     unsigned = scores.abs_().sum(dim=1)
     above = ((signed + unsigned) / 2).round().long()
