@@ -40,19 +40,27 @@ PARTS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class ANTConfig:
-    dims: dict[str, int]  # raw feature dimension per modality
-    hidden_size: int = 256
-    experts: int = 8
-    layers: int = 2
+class ANTSettings:
+    """ANT's hyper-parameters: the config's `model` section (spec sections 3-4), with the paper's values."""
+
+    hidden_size: int = 256  # d: item vectors, user vectors and the Transformer width
+    experts: int = 8  # K projection heads per modality (1 = Table IV's "w/o MoE")
+    layers: int = 2  # Transformer layers of the user encoder
     attention_heads: int = 2
-    inner_size: int = 256
-    dropout: float = 0.5
-    adaptor_dropout: float = 0.2
-    fusion_beta: float = 0.1
-    temperature: float = 0.07
-    modalities: tuple[str, ...] = MODALITIES
-    max_history: int = 50
+    inner_size: int = 256  # feed-forward width of a Transformer layer (= d in the paper)
+    dropout: float = 0.5  # on the user encoder's input, attention weights and hidden states
+    adaptor_dropout: float = 0.2  # on the raw features before each projection head
+    fusion_beta: float = 0.1  # weight of the text-image term beta * (e_image * e_text) (0 = "w/o fusion")
+    temperature: float = 0.07  # tau of the cosine softmax
+    modalities: tuple[str, ...] = MODALITIES  # the modalities read; a left-out one is replaced by zeros
+
+
+@dataclass(frozen=True, kw_only=True)
+class ANTConfig(ANTSettings):
+    """Everything a model is built from: its settings plus what the data decides."""
+
+    dims: dict[str, int]  # raw feature dimension per modality
+    max_history: int = 50  # L: positions of the user encoder
     id_items: int = 0  # > 0: ANT+ID with an item-ID embedding for this many items
 
     def to_json(self) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from ant.errors import UserError
+from ant.model.ant import ANTSettings
 from ant.model.item_encoder import MODALITIES
 from ant.train.evaluate import TIE_RULES
 
@@ -21,18 +22,7 @@ Stage = Literal["pretrain", "adapt"]
 ABLATIONS = ("no_text", "no_image", "no_price", "no_moe", "no_fusion")
 
 
-@dataclass(frozen=True)
-class ModelHparams:
-    hidden_size: int = 256
-    experts: int = 8
-    layers: int = 2
-    attention_heads: int = 2
-    inner_size: int = 256
-    dropout: float = 0.5
-    adaptor_dropout: float = 0.2
-    fusion_beta: float = 0.1
-    temperature: float = 0.07
-    modalities: tuple[str, ...] = MODALITIES
+ModelHparams = ANTSettings  # the model section is the model's own settings dataclass
 
 
 @dataclass(frozen=True)
