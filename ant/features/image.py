@@ -32,14 +32,8 @@ from ant.data.items import read_items
 from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
-from ant.features.store import (
-    FeatureStore,
-    Shard,
-    add_store_arguments,
-    check_store_arguments,
-    fill_store,
-    merge_partitions,
-)
+from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
+from ant.features.store import Shard, merge_partitions
 from ant.images.shards import read_manifest, read_ok_images
 from ant.versions import STAGES
 
@@ -114,17 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     dim = rt.model_config("image", args.model, args.revision).hidden_size
     digest = hashlib.sha256(json.dumps([s["sha256"] for s in images["shards"]]).encode()).hexdigest()
-    store = FeatureStore(
-        args.out_dir,
-        task=args.task,
-        modality="image",
-        encoder=encoder,
-        dim=dim,
-        item_ids=item_ids,
-        inputs_digest=digest,
-        shard_rows=args.shard_items,
-    )
-    fill_store(store, compute, partition=args.partition, partitions=args.partitions)
+    fill_store_from_arguments(args, "image", compute, encoder=encoder, dim=dim, item_ids=item_ids, inputs_digest=digest)
     return 0
 
 

@@ -20,14 +20,8 @@ import pyarrow as pa
 
 from ant.data.items import read_items
 from ant.errors import UserError
-from ant.features.store import (
-    FeatureStore,
-    Shard,
-    add_store_arguments,
-    check_store_arguments,
-    fill_store,
-    merge_partitions,
-)
+from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
+from ant.features.store import Shard, merge_partitions
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
@@ -80,15 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return values, present
 
     encoder = {"name": "sinusoidal", **settings, "code_version": STAGES["price"]}
-    store = FeatureStore(
-        args.out_dir,
-        task=args.task,
-        modality="price",
-        encoder=encoder,
-        dim=args.dim,
-        item_ids=item_ids,
-        inputs_digest=hashlib.sha256(price.tobytes()).hexdigest(),
-        shard_rows=args.shard_items,
+    digest = hashlib.sha256(price.tobytes()).hexdigest()
+    fill_store_from_arguments(
+        args, "price", compute, encoder=encoder, dim=args.dim, item_ids=item_ids, inputs_digest=digest, extra=extra
     )
-    fill_store(store, compute, partition=args.partition, partitions=args.partitions, extra=extra)
     return 0

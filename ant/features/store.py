@@ -19,7 +19,6 @@ the manifest.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -36,13 +35,13 @@ import pyarrow.parquet as pq
 from ant.data.items import items_digest, read_item_ids
 from ant.errors import UserError
 from ant.io import read_json, sha256_file, write_json, write_parquet
+from ant.resumable import FINGERPRINT_KEY, load_manifest, shard_metadata
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PARTITIONS_DIR = "partitions"
-_FINGERPRINT_KEY = b"ant.fingerprint"
 
 
 @dataclass(frozen=True)
@@ -98,14 +97,8 @@ class FeatureStore:
         ]
 
     def is_done(self, shard: Shard) -> bool:
-        path = self.out_dir / shard.file
-        if not path.exists():
-            return False
-        try:
-            meta = pq.read_schema(path).metadata or {}
-        except (pa.ArrowInvalid, OSError):
-            return False  # a damaged file is recomputed, never trusted
-        return meta.get(_FINGERPRINT_KEY) == self.fingerprint.encode()
+        meta = shard_metadata(self.out_dir / shard.file)
+        return meta is not None and meta.get(FINGERPRINT_KEY) == self.fingerprint.encode()
 
     def write_shard(self, shard: Shard, values: np.ndarray, present: np.ndarray) -> None:
         n = shard.stop - shard.start
@@ -121,7 +114,7 @@ class FeatureStore:
                 "vector": pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), self.dim),
                 "present": pa.array(present),
             }
-        ).replace_schema_metadata({_FINGERPRINT_KEY: self.fingerprint.encode()})
+        ).replace_schema_metadata({FINGERPRINT_KEY: self.fingerprint.encode()})
         write_parquet(table, self.out_dir / shard.file)
 
     def pending(self, partition: int = 0, partitions: int = 1) -> list[Shard]:
@@ -273,32 +266,6 @@ def fill_store(
     return todo
 
 
-def add_store_arguments(parser: argparse.ArgumentParser, shard_items: int) -> None:
-    """The flags every feature command shares: where the store goes, its shard size and partitioning."""
-    parser.add_argument("--task", required=True, help="task name (recorded in the manifest)")
-    parser.add_argument("--items", required=True, help="the task's items.parquet")
-    parser.add_argument("--out-dir", required=True, help="store folder: shards, partition markers, manifest.json")
-    parser.add_argument("--shard-items", type=int, default=shard_items, help="items per shard (resume unit)")
-    parser.add_argument("--partitions", type=int, default=1, help="how many jobs share this task's shards")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--partition",
-        type=int,
-        default=None,
-        help="compute only this partition (0-based) and write its marker; without it: everything + manifest",
-    )
-    group.add_argument(
-        "--merge", action="store_true", help="compute nothing: check every partition's marker, write the manifest"
-    )
-
-
-def check_store_arguments(args: argparse.Namespace) -> None:
-    if args.shard_items < 1 or args.partitions < 1:
-        raise UserError("--shard-items and --partitions must be at least 1")
-    if args.partition is not None and not 0 <= args.partition < args.partitions:
-        raise UserError(f"--partition {args.partition} is not in 0..{args.partitions - 1}")
-
-
 @dataclass(frozen=True)
 class Features:
     values: np.ndarray  # float32 [N, d], row i = item_idx i; zero rows where not present
@@ -317,11 +284,7 @@ def load_features(manifest_path: str | Path, items_path: str | Path | None = Non
     every shard's checksum against the manifest.
     """
     manifest_path = Path(manifest_path)
-    if not manifest_path.exists():
-        raise UserError(f"feature manifest not found: {manifest_path} (run the feature rule for this task)")
-    manifest = read_json(manifest_path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{manifest_path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+    manifest = load_manifest(manifest_path, FORMAT_VERSION, "feature", "feature rule")
     n, dim = int(manifest["items"]), int(manifest["dim"])
     if items_path is not None:
         item_ids = read_item_ids(items_path)

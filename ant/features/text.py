@@ -28,14 +28,8 @@ from ant.data.items import column_digest, read_items
 from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
-from ant.features.store import (
-    FeatureStore,
-    Shard,
-    add_store_arguments,
-    check_store_arguments,
-    fill_store,
-    merge_partitions,
-)
+from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
+from ant.features.store import Shard, merge_partitions
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
@@ -89,17 +83,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return values, np.ones(len(values), dtype=bool)
 
-    store = FeatureStore(
-        args.out_dir,
-        task=args.task,
-        modality="text",
-        encoder=encoder,
-        dim=config.hidden_size,
-        item_ids=item_ids,
-        inputs_digest=column_digest(texts, b"\0"),
-        shard_rows=args.shard_items,
+    dim, digest = config.hidden_size, column_digest(texts, b"\0")
+    fill_store_from_arguments(
+        args, "text", compute, encoder=encoder, dim=dim, item_ids=item_ids, inputs_digest=digest, extra=extra
     )
-    fill_store(store, compute, partition=args.partition, partitions=args.partitions, extra=extra)
     return 0
 
 

@@ -30,14 +30,14 @@ from ant.data.items import items_digest
 from ant.errors import UserError
 from ant.images.fetch import Slots, is_transient
 from ant.images.settings import FetchSettings
-from ant.io import read_json, sha256_file, write_json, write_parquet
+from ant.io import sha256_file, write_json, write_parquet
+from ant.resumable import FINGERPRINT_KEY, load_manifest, shard_metadata
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_FINGERPRINT_KEY = b"ant.fingerprint"
 _TRANSIENT_KEY = b"ant.transient"
 
 ROW_SCHEMA = pa.schema(
@@ -98,13 +98,8 @@ def plan_shards(item_ids: list[str], slots: list[Slots], settings: FetchSettings
 
 
 def shard_is_done(path: Path, shard: ImageShard, retry_transient: bool = False) -> bool:
-    if not path.exists():
-        return False
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError):
-        return False  # damaged: refetch, never trust
-    if meta.get(_FINGERPRINT_KEY) != shard.fingerprint.encode():
+    meta = shard_metadata(path)
+    if meta is None or meta.get(FINGERPRINT_KEY) != shard.fingerprint.encode():
         return False
     return not (retry_transient and int(meta.get(_TRANSIENT_KEY, b"0")) > 0)
 
@@ -113,7 +108,7 @@ def write_shard(path: Path, shard: ImageShard, rows: list[dict[str, Any]]) -> No
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA) if rows else ROW_SCHEMA.empty_table()
     transient = sum(is_transient(r["status"]) for r in rows)
     table = table.replace_schema_metadata(
-        {_FINGERPRINT_KEY: shard.fingerprint.encode(), _TRANSIENT_KEY: str(transient).encode()}
+        {FINGERPRINT_KEY: shard.fingerprint.encode(), _TRANSIENT_KEY: str(transient).encode()}
     )
     # JPEG bytes do not compress: store them plain, compress the small columns
     compression = {name: ("NONE" if name == "bytes" else "ZSTD") for name in ROW_SCHEMA.names}
@@ -184,11 +179,7 @@ def count(rows: pa.Table, n_items: int, slots: list[Slots]) -> dict[str, Any]:
 def read_manifest(manifest_path: str | Path, item_ids: list[str] | None = None) -> dict[str, Any]:
     """An image manifest, checked against the item list it must have been fetched for."""
     path = Path(manifest_path)
-    if not path.exists():
-        raise UserError(f"image manifest not found: {path} (run the fetch_images rule for this task)")
-    manifest = read_json(path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise UserError(f"{path}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
+    manifest = load_manifest(path, FORMAT_VERSION, "image", "fetch_images rule")
     if item_ids is not None and (
         manifest["items"] != len(item_ids) or manifest["items_sha256"] != items_digest(item_ids)
     ):
