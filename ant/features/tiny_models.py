@@ -22,8 +22,9 @@ import logging
 import shutil
 import string
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,21 +37,27 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 
 @dataclass(frozen=True)
 class TinyBert:
+    """The tiny BERT's size, as BertConfig arguments."""
+
     hidden_size: int = 32
-    layers: int = 2
-    heads: int = 2
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
     intermediate_size: int = 64
-    max_positions: int = 512  # the paper's truncation length works unchanged
+    max_position_embeddings: int = 512  # the paper's truncation length works unchanged
 
 
 @dataclass(frozen=True)
 class TinySwin:
+    """The tiny Swin's size, as SwinConfig arguments."""
+
     image_size: int = 64
     patch_size: int = 4
     embed_dim: int = 16
     depths: list[int] = field(default_factory=lambda: [1, 1])
-    heads: list[int] = field(default_factory=lambda: [1, 2])
+    num_heads: list[int] = field(default_factory=lambda: [1, 2])
     window_size: int = 4
+    # at the usual 0.02 a random Swin's pooled output is the image's mean colour and little else; at 0.5 it
+    # also sees shapes (the demo's styles are drawn as colour *and* shape)
     initializer_range: float = 0.5
 
 
@@ -90,16 +97,7 @@ def build_bert(out: str | Path, seed: int, words: list[str], spec: TinyBert = Ti
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     vocab = wordpiece_vocab(words)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=spec.hidden_size,
-        num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads,
-        intermediate_size=spec.intermediate_size,
-        max_position_embeddings=spec.max_positions,
-    )
-    model = BertModel(config).eval()
+    model = _random_model(BertConfig, BertModel, seed, vocab_size=len(vocab), **asdict(spec))
     # A freshly initialised BERT's last-layer [CLS] is its own embedding passed through: every text then gets
     # the same vector up to 0.1%, and the demo's text modality would carry nothing. With the [CLS], position
     # and segment embeddings zeroed, [CLS] starts as the zero vector and attends uniformly to the words, so
@@ -113,7 +111,7 @@ def build_bert(out: str | Path, seed: int, words: list[str], spec: TinyBert = Ti
         tokenizer_config = {
             "tokenizer_class": "BertTokenizer",
             "do_lower_case": True,
-            "model_max_length": spec.max_positions,
+            "model_max_length": spec.max_position_embeddings,
         }
         (tmp / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         AutoTokenizer.from_pretrained(tmp).save_pretrained(tmp)
@@ -124,19 +122,7 @@ def build_bert(out: str | Path, seed: int, words: list[str], spec: TinyBert = Ti
 def build_swin(out: str | Path, seed: int, spec: TinySwin = TinySwin()) -> Path:
     from transformers import SwinConfig, SwinModel, ViTImageProcessor
 
-    torch.manual_seed(seed)
-    config = SwinConfig(
-        image_size=spec.image_size,
-        patch_size=spec.patch_size,
-        embed_dim=spec.embed_dim,
-        depths=spec.depths,
-        num_heads=spec.heads,
-        window_size=spec.window_size,
-        # at the usual 0.02 a random Swin's pooled output is the image's mean colour and little else; at 0.5 it
-        # also sees shapes (the demo's styles are drawn as colour *and* shape)
-        initializer_range=spec.initializer_range,
-    )
-    model = SwinModel(config).eval()
+    model = _random_model(SwinConfig, SwinModel, seed, **asdict(spec))
     processor = ViTImageProcessor(
         size={"height": spec.image_size, "width": spec.image_size},
         resample=3,  # bicubic, like Swin-B's
@@ -147,6 +133,12 @@ def build_swin(out: str | Path, seed: int, spec: TinySwin = TinySwin()) -> Path:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     return Path(out)
+
+
+def _random_model(config_class: Any, model_class: Any, seed: int, **config: Any) -> torch.nn.Module:
+    """A model of `config` with weights drawn from torch's generator seeded with `seed` (in eval mode)."""
+    torch.manual_seed(seed)
+    return model_class(config_class(**config)).eval()
 
 
 @contextlib.contextmanager
