@@ -23,21 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from ant.data.ingest import ITEMS_RAW_SCHEMA
 from ant.features.tiny_models import build_bert, build_swin
 
-ITEMS_SCHEMA = pa.schema(
-    [
-        ("item_idx", pa.int32()),
-        ("item_id", pa.string()),
-        ("title", pa.string()),
-        ("brand", pa.string()),
-        ("categories", pa.list_(pa.string())),
-        ("text", pa.string()),
-        ("price_usd", pa.float64()),
-        ("image_urls", pa.list_(pa.string())),
-        ("image_fallback_urls", pa.list_(pa.string())),
-    ]
-)
+# items.parquet as `kcore` writes it: item_idx, then the columns of the ingest's items_raw
+ITEMS_SCHEMA = pa.schema([pa.field("item_idx", pa.int32()), *ITEMS_RAW_SCHEMA])
 
 
 def write_items(
