@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("ant.train.pretrain", "pre-train ANT on the auxiliary tasks"),
     "adapt": ("ant.train.adapt", "adapt ANT to a target task (scratch / finetune / relearn / relearn+ID)"),
     "table": ("ant.analysis.tables", "render a result table (csv + md)"),
-    "bench": ("ant.bench", "benchmarks: data, features, train"),
+    "bench": ("ant.bench", "benchmarks: data, features, train, precision"),
 }
 
 

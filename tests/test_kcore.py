@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ant.bench.data import pure_python
+from ant.bench.reference import pure_python
 from ant.data.ingest import ITEMS_RAW_SCHEMA, ingest
 from ant.data.kcore import encode, kcore, kcore_mask, sorted_rows
 from ant.data.split import read_sequences

@@ -1,1 +1,1 @@
-"""Frozen modality features: item images, BERT text, Swin image and sinusoidal price embeddings."""
+"""Frozen modality features: BERT text, Swin image and sinusoidal price embeddings, in one feature store."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
+from ant.data.items import read_items
 from ant.data.split import PAD, Rows, Sequences, read_sequences, split
 from ant.errors import UserError
 from ant.features.store import Features, load_features
@@ -95,7 +95,7 @@ def load_task(name: str, files: TaskFiles, max_history: int) -> Task:
     for path in (files.sequences, files.items):
         if not path.exists():
             raise UserError(f"task {name}: {path} not found (run the data rules for this task)")
-    n_items = pq.read_metadata(files.items).num_rows
+    n_items = read_items(files.items).num_rows
     sequences = read_sequences(files.sequences)
     if len(sequences.items) and (sequences.items.min() < 0 or sequences.items.max() >= n_items):
         raise UserError(f"task {name}: {files.sequences} refers to item_idx outside 0..{n_items - 1} of {files.items}")
