@@ -5,8 +5,9 @@ import re
 import sys
 
 import pytest
+import yaml
 
-from tests.workflow_helpers import jobs_of, load_config, make_workdir, snakemake, write_config
+from tests.workflow_helpers import jobs_of, load_config, make_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -24,7 +25,10 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     n_tasks = len(demo["auxiliary"]) + len(demo["targets"])
     assert jobs["demo_data"] == 1 and jobs["tiny_models"] == 1
     assert jobs["download"] == 2 * n_tasks  # ratings + meta per task, copied from the local demo mirror
-    for rule in ("ingest", "kcore", "fetch_images"):
+    for rule in ("ingest", "kcore", "fetch_images", "embed_price"):
+        assert jobs[rule] == n_tasks, rule
+    # features.partitions: 1 is one encoder job and one merge per task and modality
+    for rule in ("embed_text", "merge_text_features", "embed_image", "merge_image_features"):
         assert jobs[rule] == n_tasks, rule
     assert jobs["table_datasets"] == 1 and jobs["table_negative_transfer"] == 1
     assert jobs["pretrain"] == len(demo.get("seeds", [0]))
@@ -55,8 +59,95 @@ def test_partitioned_encoders_plan_one_job_per_partition_and_a_merge(work):
     run = snakemake(work, "-n", "all", "--configfile", "config/partitioned.yaml")
     assert run.returncode == 0, run.stderr
     jobs = jobs_of(run.stdout + run.stderr)
-    assert jobs["embed_text_partition"] == jobs["embed_image_partition"] == 3 * 9
-    assert jobs["embed_text"] == jobs["embed_image"] == 9  # the merges, which write the manifests
+    assert jobs["embed_text"] == jobs["embed_image"] == 3 * 9
+    assert jobs["merge_text_features"] == jobs["merge_image_features"] == 9  # the merges write the manifests
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_each_task_and_modality_has_one_encoder_job_per_partition_and_one_merge(work, partitions):
+    config = load_config("config.yaml")
+    config.setdefault("features", {})["partitions"] = partitions
+    write_config(work, "partitioned.yaml", config)
+    run = snakemake(work, "-n", "all", "--configfile", "config/partitioned.yaml")
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout)
+    tasks = config["auxiliary"] + config["targets"]
+    for modality, encoder in (("text", "tiny-bert"), ("image", "tiny-swin")):
+        parts = [j for j in jobs if j.rule == f"embed_{modality}"]
+        merges = [j for j in jobs if j.rule == f"merge_{modality}_features"]
+        assert sorted((j.wildcards["task"], int(j.wildcards["part"])) for j in parts) == sorted(
+            (t, i) for t in tasks for i in range(partitions)
+        )
+        assert sorted(j.wildcards["task"] for j in merges) == sorted(tasks)
+        for job in parts:
+            store, part = f"results/features/{job.wildcards['task']}/{modality}/{encoder}", job.wildcards["part"]
+            assert job.output == [f"{store}/partitions/{part}-of-{partitions}.json"]
+            assert job.resources["gpu"] == "1"
+            assert f"--out-dir {store} " in job.fields["shell"]
+            assert f"--partitions {partitions} --partition {part} " in job.fields["shell"]
+        for job in merges:
+            store = f"results/features/{job.wildcards['task']}/{modality}/{encoder}"
+            assert job.output == [f"{store}/manifest.json"]
+            markers = [p for p in job.input if "/partitions/" in p]
+            assert sorted(markers) == [f"{store}/partitions/{i}-of-{partitions}.json" for i in range(partitions)]
+            assert "gpu" not in job.resources
+            assert f"--out-dir {store} --partitions {partitions} --merge " in job.fields["shell"]
+
+
+# What each job of the paper asks for, as its rule says: threads and the resources below (a resource a rule does not
+# set comes from the profile's default-resources). The raw files and the ingest's outputs are made 100 MiB each,
+# so that ingest (2 files) and kcore (3 files) have an input size to compute their memory from.
+RESOURCES = ("gpu", "mem_mb", "runtime")
+PAPER_JOBS = {
+    "download": (1, {}),
+    "ingest": (4, {"mem_mb": 1000 + 4 * 200, "runtime": 240}),
+    "kcore": (4, {"mem_mb": 1000 + 5 * 300, "runtime": 120}),
+    "table_datasets": (1, {}),
+    "fetch_images": (8, {"mem_mb": 16000, "runtime": 2880}),
+    "embed_text": (8, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
+    "merge_text_features": (1, {}),
+    "embed_image": (8, {"gpu": 1, "mem_mb": 32000, "runtime": 1440}),
+    "merge_image_features": (1, {}),
+    "embed_price": (1, {}),
+}
+PAPER_JOBS_SET_ELSEWHERE = {"pretrain", "adapt", "table_negative_transfer", "all"}  # train.smk, analysis.smk
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm"])
+def test_paper_jobs_ask_for_the_threads_and_resources_of_their_rules(work, profile):
+    if profile == "slurm":
+        pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[slurm]'")
+    paper = ["all", "--configfile", "config/paper.yaml", "--workflow-profile", f"workflow/profiles/{profile}"]
+    fresh = snakemake(work, "-n", *paper)
+    assert fresh.returncode == 0, fresh.stderr
+    for job in planned_jobs(fresh.stdout):
+        if job.rule in ("download", "ingest"):
+            for path in job.output:
+                (work / path).parent.mkdir(parents=True, exist_ok=True)
+                with open(work / path, "wb") as sparse:
+                    sparse.truncate(100 * 2**20)
+    # --forceall plans every job again, now with inputs to measure; a dry run runs on one core unless told more
+    run = snakemake(work, "-n", "--forceall", "--cores", "64", *paper)
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout)
+    assert {j.rule for j in jobs} == set(PAPER_JOBS) | PAPER_JOBS_SET_ELSEWHERE
+    defaults = yaml.safe_load((work / f"workflow/profiles/{profile}/profile.yaml").read_text())["default-resources"]
+    for job in jobs:
+        if job.rule in PAPER_JOBS:
+            threads, resources = PAPER_JOBS[job.rule]
+            expected = {k: str(v) for k, v in (defaults | resources).items() if k in RESOURCES}
+            assert job.threads == threads, job.rule
+            assert {k: v for k, v in job.resources.items() if k in RESOURCES} == expected, job.rule
+
+
+def test_the_profiles_name_no_rule(work):
+    """Threads and resources live in the rules; a profile adds what depends on the site only."""
+    settings = {
+        p: yaml.safe_load((work / f"workflow/profiles/{p}/profile.yaml").read_text()) for p in ("default", "slurm")
+    }
+    for profile, values in settings.items():
+        assert not {"set-threads", "set-resources"} & set(values), profile
+    assert settings["default"]["resources"] == {"gpu": 1}  # locally, one GPU job at a time
 
 
 def test_configfile_equals_form_also_works(work):

@@ -6,12 +6,13 @@ turns a missing cluster into a failure instead of a skip).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
 import pytest
 
-from tests.workflow_helpers import make_workdir, snakemake
+from tests.workflow_helpers import make_workdir, planned_jobs, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -39,7 +40,7 @@ def test_data_stage_runs_through_slurm(cluster, tmp_path):
         target,  # first: the options below take several values each
         "--workflow-profile",
         "workflow/profiles/slurm",
-        # a one-node test cluster: small requests, no accounting database (hence squeue), no account
+        # a one-node test cluster: small nodes, no accounting database (hence squeue), no account
         "--slurm-status-command",
         "squeue",
         "--slurm-no-account",
@@ -48,16 +49,11 @@ def test_data_stage_runs_through_slurm(cluster, tmp_path):
         "--slurm-keep-successful-logs",
         "--jobs",
         "2",
+        "--max-threads",
+        "1",
         "--default-resources",
         "mem_mb=1500",
         "runtime=10",
-        "cpus_per_task=1",
-        "--set-resources",
-        "ingest:mem_mb=1500",
-        "kcore:mem_mb=1500",
-        "--set-threads",
-        "ingest=1",
-        "kcore=1",
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-8000:]
@@ -69,3 +65,11 @@ def test_data_stage_runs_through_slurm(cluster, tmp_path):
     slurm_logs = [p.relative_to(work).as_posix() for p in (work / ".snakemake" / "slurm_logs").rglob("*.log")]
     for rule in ("rule_ingest", "rule_kcore", "rule_download"):
         assert any(f"/{rule}/" in p for p in slurm_logs), (rule, slurm_logs)
+    # and asked SLURM for what its rule states: memory from the input size, run time, threads (capped here)
+    submitted = {m[2]: m[1] for m in re.finditer(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+?)/", out)}
+    inputs = {job.rule: job.input for job in planned_jobs(out)}
+    for rule, per_mb, minutes in (("ingest", 4, "04:00:00"), ("kcore", 5, "02:00:00")):
+        size_mb = sum((work / path).stat().st_size / 2**20 for path in inputs[rule])
+        job = subprocess.run(["scontrol", "-o", "show", "job", submitted[rule]], capture_output=True, text=True)
+        assert f" MinMemoryNode={int(1000 + per_mb * size_mb)}M " in job.stdout, (rule, job.stdout)
+        assert f" TimeLimit={minutes} " in job.stdout and " NumCPUs=1 " in job.stdout, (rule, job.stdout)

@@ -7,9 +7,11 @@ developer's checkout or with each other. The `ant` package itself is the install
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -66,3 +68,58 @@ def jobs_of(dry_run_output: str) -> dict[str, int]:
         if parts[0] != "total":
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+@dataclass
+class PlannedJob:
+    """One job of a dry run, as Snakemake prints it (a job of one thread has no `threads:` line)."""
+
+    rule: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        return int(self.fields.get("threads", 1))
+
+    @property
+    def resources(self) -> dict[str, str]:
+        return dict(_pairs(self.fields.get("resources", "")))
+
+    @property
+    def wildcards(self) -> dict[str, str]:
+        return dict(_pairs(self.fields.get("wildcards", "")))
+
+    @property
+    def input(self) -> list[str]:
+        return _items(self.fields.get("input", ""))
+
+    @property
+    def output(self) -> list[str]:
+        return _items(self.fields.get("output", ""))
+
+
+def _items(text: str) -> list[str]:
+    return text.split(", ") if text else []
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """'a=1, b=2 GB' -> [('a', '1'), ('b', '2 GB')]"""
+    return [tuple(item.split("=", 1)) for item in _items(text)]
+
+
+def planned_jobs(dry_run_output: str) -> list[PlannedJob]:
+    """Every job block of a dry run: `rule NAME:` or `localrule NAME:`, its indented `key: value` lines and, with
+    -p, its `Shell command:` line (as field `shell`)."""
+    jobs: list[PlannedJob] = []
+    current: PlannedJob | None = None
+    for line in dry_run_output.splitlines():
+        if header := re.fullmatch(r"(?:local)?rule (\w+):", line):
+            current = PlannedJob(header[1])
+            jobs.append(current)
+        elif current is not None and (entry := re.fullmatch(r"    (\w+): (.*)", line)):
+            current.fields[entry[1]] = entry[2]
+        elif current is not None and line.startswith("Shell command: "):  # printed with -p (or printshellcmds)
+            current.fields["shell"] = line.removeprefix("Shell command: ")
+        else:
+            current = None
+    return jobs

@@ -39,9 +39,12 @@ rule ingest:
         "logs/data/{task}/ingest.benchmark.tsv"
     conda:
         "../envs/ant.yaml"
-    threads: 2
+    threads: 4
+    # peak RSS, measured with `bench data` at 3.2M and 9.6M lines: about 0.5 GB + 2.5 x the size of the raw files;
+    # 4 x leaves room for real meta records (longer than the synthetic ones), and a retry asks for twice as much
     resources:
-        mem_mb=16000,
+        mem_mb=lambda w, input, attempt: attempt * int(1000 + 4 * input.size_mb),
+        runtime=240,
     params:
         format=lambda w: RELEASES[TASKS[w.task]["release"]]["format"],
         flags=cli_flags(config["data"], skip=("k_core", "max_history", "export_recbole")),
@@ -67,9 +70,11 @@ rule kcore:
         "logs/data/{task}/kcore.benchmark.tsv"
     conda:
         "../envs/ant.yaml"
-    threads: 2
+    threads: 4
+    # peak RSS, measured alike: about 0.4 GB + 3.4 x the size of the ingest's files
     resources:
-        mem_mb=16000,
+        mem_mb=lambda w, input, attempt: attempt * int(1000 + 5 * input.size_mb),
+        runtime=120,
     params:
         k=config["data"]["k_core"],
         version=VERSION["kcore"],
@@ -101,7 +106,7 @@ rule export_recbole:
 
 rule table_datasets:
     input:
-        expand("results/data/{task}/stats.json", task=USED_TASKS),
+        expand(rules.kcore.output.stats, task=USED_TASKS),
     output:
         csv="results/tables/datasets.csv",
         md="results/tables/datasets.md",

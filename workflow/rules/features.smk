@@ -1,185 +1,138 @@
 """Frozen modality features per task: BERT text, Swin image, sinusoidal price (spec section 2).
 
-Every store's manifest.json is the output other rules depend on. With features.partitions = P > 1 the text
-and image encoders of a task run as P jobs (one per partition, each writing partitions/<i>-of-<P>.json in the
-store folder, each asking for a GPU) plus one merge job that checks them and writes the manifest.
+Every store's manifest.json is the output other rules depend on. The text and image encoders of a task run as
+features.partitions = P jobs, one per partition of the store's shards: each asks for a GPU and writes
+partitions/<i>-of-<P>.json (i = 0..P-1) in the store folder. One merge job per store then checks the P markers
+and writes the manifest. P = 1 is one encoder job and its merge. A merge is seconds of work (5 s and 0.4 GB in
+the demo, most of it importing torch), so on a cluster it runs where Snakemake runs instead of queueing.
+
+A partition wildcard rather than `scattergather`: scatter items are numbered 1-of-P..P-of-P while the commands
+name their markers 0-of-P..(P-1)-of-P, and `--set-scatter` could change the number of jobs without changing the
+`--partitions P` the commands are given.
 """
 
 PARTITIONS = FEAT["partitions"]
 ENCODER_FLAGS = cli_flags({k: FEAT[k] for k in ("device", "precision", "shard_items")})
-ONE_JOB = "--partitions 1"
-# the encoder process plus its decoding workers: what the job really uses, locally and on SLURM
-IMAGE_THREADS = 1 + FEAT["image"]["loader_workers"]
-MERGE = f"--partitions {PARTITIONS} --merge"
-PARTITION_MARKER = os.path.join("{store}", "partitions", f"{{part}}-of-{PARTITIONS}.json")
-TEXT_PARTITION = PARTITION_MARKER.format(store=os.path.dirname(feature_manifest("{task}", "text")), part="{part}")
-IMAGE_PARTITION = PARTITION_MARKER.format(store=os.path.dirname(feature_manifest("{task}", "image")), part="{part}")
+# tokenisation or image decoding, and torch's CPU side, of one GPU job
+ENCODER_THREADS = 8
+# an encoder job's output, in its store folder (the commands name it so)
+MARKER = f"partitions/{{part}}-of-{PARTITIONS}.json"
 
 
-if PARTITIONS == 1:
+rule embed_text:
+    input:
+        item_table=rules.kcore.output.item_table,
+        model=local_model_input(FEAT["text"]["model"]),
+    output:
+        marker=os.path.join(feature_store("{task}", "text"), MARKER),
+    log:
+        f"logs/features/{{task}}/text.{{part}}-of-{PARTITIONS}.log",
+    benchmark:
+        f"logs/features/{{task}}/text.{{part}}-of-{PARTITIONS}.benchmark.tsv"
+    wildcard_constraints:
+        part=r"\d+",
+    conda:
+        "../envs/ant.yaml"
+    threads: ENCODER_THREADS
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=720,
+    params:
+        out_dir=lambda w: feature_store(w.task, "text"),
+        flags=cli_flags(FEAT["text"]),
+        common=ENCODER_FLAGS,
+        partitions=PARTITIONS,
+        version=VERSION["text"],
+    shell:
+        "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
+        "{params.flags} {params.common} --threads {threads} --partitions {params.partitions} "
+        "--partition {wildcards.part} > {log:q} 2>&1"
 
-    rule embed_text:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            model=local_model_input(FEAT["text"]["model"]),
-        output:
-            feature_manifest("{task}", "text"),
-        log:
-            "logs/features/{task}/text.log",
-        benchmark:
-            "logs/features/{task}/text.benchmark.tsv"
-        conda:
-            "../envs/ant.yaml"
-        threads: 2
-        resources:
-            gpu=1,
-        params:
-            out_dir=lambda w, output: os.path.dirname(output[0]),
-            flags=cli_flags(FEAT["text"]),
-            common=ENCODER_FLAGS,
-            partition=ONE_JOB,
-            version=VERSION["text"],
-        shell:
-            "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
-            "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
 
-    rule embed_image:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            images="results/images/{task}/manifest.json",
-            model=local_model_input(FEAT["image"]["model"]),
-        output:
-            feature_manifest("{task}", "image"),
-        log:
-            "logs/features/{task}/image.log",
-        benchmark:
-            "logs/features/{task}/image.benchmark.tsv"
-        conda:
-            "../envs/ant.yaml"
-        threads: IMAGE_THREADS
-        resources:
-            gpu=1,
-        params:
-            out_dir=lambda w, output: os.path.dirname(output[0]),
-            flags=cli_flags(FEAT["image"]),
-            common=ENCODER_FLAGS,
-            partition=ONE_JOB,
-            version=VERSION["image"],
-        shell:
-            "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
-            "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
-            "> {log:q} 2>&1"
+rule merge_text_features:
+    input:
+        item_table=rules.kcore.output.item_table,
+        markers=expand(rules.embed_text.output.marker, part=range(PARTITIONS), allow_missing=True),
+    output:
+        manifest=feature_manifest("{task}", "text"),
+    log:
+        "logs/features/{task}/text.merge.log",
+    benchmark:
+        "logs/features/{task}/text.merge.benchmark.tsv"
+    localrule: True
+    conda:
+        "../envs/ant.yaml"
+    params:
+        out_dir=lambda w: feature_store(w.task, "text"),
+        partitions=PARTITIONS,
+        version=VERSION["text"],
+    shell:
+        "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
+        "--partitions {params.partitions} --merge > {log:q} 2>&1"
 
-else:
 
-    rule embed_text_partition:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            model=local_model_input(FEAT["text"]["model"]),
-        output:
-            TEXT_PARTITION,
-        log:
-            "logs/features/{task}/text.part{part}.log",
-        benchmark:
-            "logs/features/{task}/text.part{part}.benchmark.tsv"
-        wildcard_constraints:
-            part=r"\d+",
-        conda:
-            "../envs/ant.yaml"
-        threads: 2
-        resources:
-            gpu=1,
-        params:
-            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # above partitions/
-            flags=cli_flags(FEAT["text"]),
-            common=ENCODER_FLAGS,
-            partition=lambda w: f"--partitions {PARTITIONS} --partition {w.part}",
-            version=VERSION["text"],
-        shell:
-            "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
-            "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
+rule embed_image:
+    input:
+        item_table=rules.kcore.output.item_table,
+        images=rules.fetch_images.output.manifest,
+        model=local_model_input(FEAT["image"]["model"]),
+    output:
+        marker=os.path.join(feature_store("{task}", "image"), MARKER),
+    log:
+        f"logs/features/{{task}}/image.{{part}}-of-{PARTITIONS}.log",
+    benchmark:
+        f"logs/features/{{task}}/image.{{part}}-of-{PARTITIONS}.benchmark.tsv"
+    wildcard_constraints:
+        part=r"\d+",
+    conda:
+        "../envs/ant.yaml"
+    # never fewer than the encoder process and its decoding workers, which the job really keeps busy
+    threads: max(ENCODER_THREADS, 1 + FEAT["image"]["loader_workers"])
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=1440,
+    params:
+        out_dir=lambda w: feature_store(w.task, "image"),
+        flags=cli_flags(FEAT["image"]),
+        common=ENCODER_FLAGS,
+        partitions=PARTITIONS,
+        version=VERSION["image"],
+    shell:
+        "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
+        "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} "
+        "--partitions {params.partitions} --partition {wildcards.part} > {log:q} 2>&1"
 
-    rule embed_text:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            partitions=lambda w: expand(TEXT_PARTITION, task=w.task, part=range(PARTITIONS)),
-        output:
-            feature_manifest("{task}", "text"),
-        log:
-            "logs/features/{task}/text.log",
-        benchmark:
-            "logs/features/{task}/text.benchmark.tsv"
-        conda:
-            "../envs/ant.yaml"
-        params:
-            out_dir=lambda w, output: os.path.dirname(output[0]),
-            flags=cli_flags(FEAT["text"]),
-            common=ENCODER_FLAGS,
-            partition=MERGE,
-            version=VERSION["text"],
-        shell:
-            "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
-            "{params.flags} {params.common} --threads {threads} {params.partition} > {log:q} 2>&1"
 
-    rule embed_image_partition:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            images="results/images/{task}/manifest.json",
-            model=local_model_input(FEAT["image"]["model"]),
-        output:
-            IMAGE_PARTITION,
-        log:
-            "logs/features/{task}/image.part{part}.log",
-        benchmark:
-            "logs/features/{task}/image.part{part}.benchmark.tsv"
-        wildcard_constraints:
-            part=r"\d+",
-        conda:
-            "../envs/ant.yaml"
-        threads: IMAGE_THREADS
-        resources:
-            gpu=1,
-        params:
-            out_dir=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # above partitions/
-            flags=cli_flags(FEAT["image"]),
-            common=ENCODER_FLAGS,
-            partition=lambda w: f"--partitions {PARTITIONS} --partition {w.part}",
-            version=VERSION["image"],
-        shell:
-            "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
-            "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
-            "> {log:q} 2>&1"
-
-    rule embed_image:
-        input:
-            item_table="results/data/{task}/items.parquet",
-            images="results/images/{task}/manifest.json",
-            partitions=lambda w: expand(IMAGE_PARTITION, task=w.task, part=range(PARTITIONS)),
-        output:
-            feature_manifest("{task}", "image"),
-        log:
-            "logs/features/{task}/image.log",
-        benchmark:
-            "logs/features/{task}/image.benchmark.tsv"
-        conda:
-            "../envs/ant.yaml"
-        params:
-            out_dir=lambda w, output: os.path.dirname(output[0]),
-            flags=cli_flags(FEAT["image"]),
-            common=ENCODER_FLAGS,
-            partition=MERGE,
-            version=VERSION["image"],
-        shell:
-            "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
-            "--out-dir {params.out_dir:q} {params.flags} {params.common} --threads {threads} {params.partition} "
-            "> {log:q} 2>&1"
+rule merge_image_features:
+    input:
+        item_table=rules.kcore.output.item_table,
+        images=rules.fetch_images.output.manifest,
+        markers=expand(rules.embed_image.output.marker, part=range(PARTITIONS), allow_missing=True),
+    output:
+        manifest=feature_manifest("{task}", "image"),
+    log:
+        "logs/features/{task}/image.merge.log",
+    benchmark:
+        "logs/features/{task}/image.merge.benchmark.tsv"
+    localrule: True
+    conda:
+        "../envs/ant.yaml"
+    params:
+        out_dir=lambda w: feature_store(w.task, "image"),
+        partitions=PARTITIONS,
+        version=VERSION["image"],
+    shell:
+        "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
+        "--out-dir {params.out_dir:q} --partitions {params.partitions} --merge > {log:q} 2>&1"
 
 
 rule embed_price:
     input:
-        item_table="results/data/{task}/items.parquet",
+        item_table=rules.kcore.output.item_table,
     output:
-        feature_manifest("{task}", "price"),
+        manifest=feature_manifest("{task}", "price"),
     log:
         "logs/features/{task}/price.log",
     benchmark:
@@ -187,7 +140,7 @@ rule embed_price:
     conda:
         "../envs/ant.yaml"
     params:
-        out_dir=lambda w, output: os.path.dirname(output[0]),
+        out_dir=lambda w: feature_store(w.task, "price"),
         flags=cli_flags(FEAT["price"]),
         version=VERSION["price"],
     shell:

@@ -7,7 +7,7 @@ manifest is); a killed job resumes from the shards it finished.
 
 rule fetch_images:
     input:
-        item_table="results/data/{task}/items.parquet",
+        item_table=rules.kcore.output.item_table,
     output:
         manifest="results/images/{task}/manifest.json",
         stats="results/images/{task}/stats.json",
@@ -17,7 +17,10 @@ rule fetch_images:
         "logs/images/{task}.benchmark.tsv"
     conda:
         "../envs/ant.yaml"
-    threads: 2
+    threads: 8
+    resources:
+        mem_mb=16000,
+        runtime=2880,
     params:
         out_dir=lambda w, output: os.path.dirname(output.manifest),
         flags=cli_flags(config["images"]),
