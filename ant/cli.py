@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed-text": ("ant.features.text", "BERT [CLS] text features -> feature store"),
     "embed-image": ("ant.features.image", "Swin pooled image features -> feature store"),
     "embed-price": ("ant.features.price", "sinusoidal price features -> feature store"),
+    "merge-features": ("ant.features.merge", "write a feature store's manifest once its partition jobs are done"),
     "pretrain": ("ant.train.pretrain", "pre-train ANT on the auxiliary tasks"),
     "adapt": ("ant.train.adapt", "adapt ANT to a target task (scratch / finetune / relearn / relearn+ID)"),
     "table": ("ant.analysis.tables", "render a result table (csv + md)"),

@@ -1,6 +1,8 @@
 """The feature store: shards + manifest, resumable, and a reader that refuses stale features."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -167,3 +169,9 @@ def test_read_items_explains_what_is_wrong(tmp_path):
     pq.write_table(pa.table({"item_idx": pa.array([1, 0], pa.int32()), "item_id": ["a", "b"]}), tmp_path / "o.parquet")
     with pytest.raises(UserError, match="not 0..N-1"):
         read_items(tmp_path / "o.parquet")
+
+
+def test_the_merge_command_needs_no_torch():
+    """merge-features runs where Snakemake runs, once per store: it must not pay for importing torch."""
+    code = "import sys, ant.cli, ant.features.merge; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

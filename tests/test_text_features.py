@@ -142,10 +142,11 @@ def test_partitions_then_merge_equal_one_job(tmp_path, items, models):
     parts = tmp_path / "parts"
     assert embed(items, parts, bert, "--partitions", "2", "--partition", "1") == 0
     assert not (parts / "manifest.json").exists()
-    assert embed(items, parts, bert, "--partitions", "2", "--merge") == 1  # partition 0 not done yet
+    merge = ["merge-features", "--items", str(items), "--out-dir", str(parts), "--partitions", "2"]
+    assert main(merge) == 1  # partition 0 not done yet
     assert embed(items, parts, bert, "--partitions", "2", "--partition", "0") == 0
     assert sorted(p.name for p in (parts / "partitions").iterdir()) == ["0-of-2.json", "1-of-2.json"]
-    assert embed(items, parts, bert, "--partitions", "2", "--merge") == 0
+    assert main(merge) == 0
     assert json.loads((parts / "manifest.json").read_text()) == json.loads(
         (tmp_path / "one" / "manifest.json").read_text()
     )

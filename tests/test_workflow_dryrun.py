@@ -28,8 +28,9 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     for rule in ("ingest", "kcore", "fetch_images", "embed_price"):
         assert jobs[rule] == n_tasks, rule
     # features.partitions: 1 is one encoder job and one merge per task and modality
-    for rule in ("embed_text", "merge_text_features", "embed_image", "merge_image_features"):
+    for rule in ("embed_text", "embed_image"):
         assert jobs[rule] == n_tasks, rule
+    assert jobs["merge_features"] == 2 * n_tasks  # one rule merges text and image stores alike
     assert jobs["table_datasets"] == 1 and jobs["table_negative_transfer"] == 1
     assert jobs["pretrain"] == len(demo.get("seeds", [0]))
     assert jobs["adapt"] == 4 * len(demo["targets"]) * len(demo.get("seeds", [0]))
@@ -60,7 +61,7 @@ def test_partitioned_encoders_plan_one_job_per_partition_and_a_merge(work):
     assert run.returncode == 0, run.stderr
     jobs = jobs_of(run.stdout + run.stderr)
     assert jobs["embed_text"] == jobs["embed_image"] == 3 * 9
-    assert jobs["merge_text_features"] == jobs["merge_image_features"] == 9  # the merges write the manifests
+    assert jobs["merge_features"] == 2 * 9  # the merges write the manifests, one per text and image store
 
 
 @pytest.mark.parametrize("partitions", [1, 3])
@@ -74,7 +75,7 @@ def test_each_task_and_modality_has_one_encoder_job_per_partition_and_one_merge(
     tasks = config["auxiliary"] + config["targets"]
     for modality, encoder in (("text", "tiny-bert"), ("image", "tiny-swin")):
         parts = [j for j in jobs if j.rule == f"embed_{modality}"]
-        merges = [j for j in jobs if j.rule == f"merge_{modality}_features"]
+        merges = [j for j in jobs if j.rule == "merge_features" and j.wildcards["modality"] == modality]
         assert sorted((j.wildcards["task"], int(j.wildcards["part"])) for j in parts) == sorted(
             (t, i) for t in tasks for i in range(partitions)
         )
@@ -91,7 +92,8 @@ def test_each_task_and_modality_has_one_encoder_job_per_partition_and_one_merge(
             markers = [p for p in job.input if "/partitions/" in p]
             assert sorted(markers) == [f"{store}/partitions/{i}-of-{partitions}.json" for i in range(partitions)]
             assert "gpu" not in job.resources
-            assert f"--out-dir {store} --partitions {partitions} --merge " in job.fields["shell"]
+            assert f"merge-features --items results/data/{job.wildcards['task']}/items.parquet " in job.fields["shell"]
+            assert f"--out-dir {store} --partitions {partitions} " in job.fields["shell"]
 
 
 # What each job of the paper asks for, as its rule says: threads and the resources below (a resource a rule does not
@@ -105,12 +107,13 @@ PAPER_JOBS = {
     "table_datasets": (1, {}),
     "fetch_images": (8, {"mem_mb": 16000, "runtime": 2880}),
     "embed_text": (8, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
-    "merge_text_features": (1, {}),
     "embed_image": (8, {"gpu": 1, "mem_mb": 32000, "runtime": 1440}),
-    "merge_image_features": (1, {}),
+    "merge_features": (1, {}),
     "embed_price": (1, {}),
+    "pretrain": (2, {"gpu": 1, "mem_mb": 64000, "runtime": 4320}),
+    "adapt": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
 }
-PAPER_JOBS_SET_ELSEWHERE = {"pretrain", "adapt", "table_negative_transfer", "all"}  # train.smk, analysis.smk
+PAPER_JOBS_SET_ELSEWHERE = {"table_negative_transfer", "all"}  # analysis.smk, the Snakefile
 
 
 @pytest.mark.parametrize("profile", ["default", "slurm"])

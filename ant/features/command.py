@@ -2,8 +2,8 @@
 
 `add_store_arguments` gives a command the flags of its store (task, items, folder, shard size, partitioning),
 `check_store_arguments` refuses impossible values, and `fill_store_from_arguments` fills the store those
-flags name with the command's `compute`: every shard and the manifest, or one partition and its marker.
-(`--merge` needs no encoder: a command calls `merge_partitions` before it loads anything.)
+flags name with the command's `compute`: every shard and the manifest, or one partition and its marker (whose
+manifest the `merge-features` command writes once every partition is done).
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ def add_store_arguments(parser: argparse.ArgumentParser, shard_items: int) -> No
     parser.add_argument("--out-dir", required=True, help="store folder: shards, partition markers, manifest.json")
     parser.add_argument("--shard-items", type=int, default=shard_items, help="items per shard (resume unit)")
     parser.add_argument("--partitions", type=int, default=1, help="how many jobs share this task's shards")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
+    parser.add_argument(
         "--partition",
         type=int,
         default=None,
-        help="compute only this partition (0-based) and write its marker; without it: everything + manifest",
-    )
-    group.add_argument(
-        "--merge", action="store_true", help="compute nothing: check every partition's marker, write the manifest"
+        help="compute only this partition (0-based) and write its marker (then: merge-features); without it: "
+        "everything and the manifest",
     )
 
 

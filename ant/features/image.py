@@ -33,7 +33,7 @@ from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
 from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
-from ant.features.store import Shard, merge_partitions
+from ant.features.store import Shard
 from ant.images.shards import read_manifest, read_ok_images
 from ant.versions import STAGES
 
@@ -53,9 +53,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be at least 1 and --loader-workers at least 0")
     item_ids = read_items(args.items).column("item_id").to_pylist()
     images = read_manifest(args.images, item_ids)
-    if args.merge:
-        merge_partitions(args.out_dir, item_ids, args.partitions)
-        return 0
 
     set_threads(args.threads)
     device = resolve_device(args.device, args.partition)

@@ -21,7 +21,7 @@ import pyarrow as pa
 from ant.data.items import read_items
 from ant.errors import UserError
 from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
-from ant.features.store import Shard, merge_partitions
+from ant.features.store import Shard
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,6 @@ def run(args: argparse.Namespace) -> int:
     if negative:
         log.warning("%d negative price(s) treated as missing", negative)
     extra = {"negative_prices": negative}
-    if args.merge:
-        merge_partitions(args.out_dir, item_ids, args.partitions, extra)
-        return 0
 
     def compute(shard: Shard, progress: object) -> tuple[np.ndarray, np.ndarray]:
         values, present = price_features(price[shard.start : shard.stop], **settings)

@@ -120,8 +120,9 @@ class FeatureStore:
     def pending(self, partition: int = 0, partitions: int = 1) -> list[Shard]:
         return [s for s in self.shards(partition, partitions) if not self.is_done(s)]
 
-    def write_partition_marker(self, partition: int, partitions: int) -> Path:
-        """Record that partition `partition` of `partitions` is complete, with what `merge_partitions` needs."""
+    def write_partition_marker(self, partition: int, partitions: int, extra: dict[str, Any] | None = None) -> Path:
+        """Record that partition `partition` of `partitions` is complete, with what `merge_partitions` needs
+        (`extra`: the command's additions to the manifest, the same in every partition)."""
         missing = [s.file for s in self.pending(partition, partitions)]
         if missing:
             raise RuntimeError(f"{self.out_dir}: partition {partition}: {len(missing)} shard(s) missing: {missing[:5]}")
@@ -137,6 +138,7 @@ class FeatureStore:
             "inputs_digest": self.inputs_digest,
             "shard_rows": self.shard_rows,
             "shards": [s.file for s in self.shards(partition, partitions)],
+            "extra": extra or {},
         }
         write_json(marker, path)
         return path
@@ -174,14 +176,12 @@ def partition_marker(out_dir: str | Path, partition: int, partitions: int) -> Pa
     return Path(out_dir) / PARTITIONS_DIR / f"{partition}-of-{partitions}.json"
 
 
-def merge_partitions(
-    out_dir: str | Path, item_ids: Sequence[str], partitions: int, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def merge_partitions(out_dir: str | Path, item_ids: Sequence[str], partitions: int) -> dict[str, Any]:
     """Write the manifest of a store whose partitions were computed by separate jobs.
 
-    The store's settings come from the partition markers (the merge job may run on another machine, without
-    the model or a GPU), and all markers must agree on the fingerprint: partitions computed with another
-    model, precision or item list are refused.
+    The store's settings and the manifest's extra fields come from the partition markers (the merge job may run
+    on another machine, without the model or a GPU), and all markers must agree on the fingerprint: partitions
+    computed with another model, precision or item list are refused.
     """
     markers = []
     for partition in range(partitions):
@@ -209,7 +209,7 @@ def merge_partitions(
     if store.fingerprint != first["fingerprint"]:
         raise UserError(f"{out_dir}: the partitions were computed for another item list; rerun them")
     try:
-        manifest = store.write_manifest(extra)
+        manifest = store.write_manifest(first.get("extra"))
     except RuntimeError as err:
         raise UserError(f"{err}; rerun the partition jobs") from err
     log.info(
@@ -262,7 +262,7 @@ def fill_store(
     if partition is None:
         store.write_manifest(extra)
     else:
-        store.write_partition_marker(partition, partitions)
+        store.write_partition_marker(partition, partitions, extra)
     return todo
 
 

@@ -29,7 +29,7 @@ from ant.device import autocast, resolve_device, resolve_precision, set_threads
 from ant.errors import UserError
 from ant.features import encoders as rt
 from ant.features.command import add_store_arguments, check_store_arguments, fill_store_from_arguments
-from ant.features.store import Shard, merge_partitions
+from ant.features.store import Shard
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ def run(args: argparse.Namespace) -> int:
     item_ids = items.column("item_id").to_pylist()
     texts = [t or "" for t in items.column("text").to_pylist()]
     extra = {"empty_texts": sum(1 for t in texts if not t.strip())}
-    if args.merge:
-        merge_partitions(args.out_dir, item_ids, args.partitions, extra)
-        return 0
 
     config = rt.model_config("text", args.model, args.revision)
     check_max_length(config, args.max_length)

@@ -10,6 +10,7 @@ from snakemake.utils import min_version, validate
 
 from ant.config_check import check_config
 from ant.data.sources import merge_releases, raw_files
+from ant.methods import METHODS, MODALITIES
 
 min_version("9.0")
 
@@ -70,7 +71,7 @@ def _alternatives(values):
 wildcard_constraints:
     task=_alternatives(TASKS),
     seed=r"\d+",
-    strategy=_alternatives(["scratch", "finetune", "relearn", "relearn_id"]),
+    strategy=_alternatives(METHODS["ant"].variant_names),
 
 
 # ---------------------------------------------------------------- helpers -------------------------------
@@ -103,27 +104,36 @@ def data_dir(task):
     return f"results/data/{task}"
 
 
-def feature_manifest(task, modality):
+def feature_store(task, modality):
+    """The folder of one feature store: its shards, partition markers and manifest.json."""
     encoder = {"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "price": PRICE_ENCODER}[modality]
-    return f"results/features/{task}/{modality}/{encoder}/manifest.json"
+    return f"results/features/{task}/{modality}/{encoder}"
 
 
-def task_inputs(task):
-    """Everything a training run needs of one task: its data and its three feature stores."""
+def feature_manifest(task, modality):
+    return f"{feature_store(task, modality)}/manifest.json"
+
+
+def task_inputs(task, method):
+    """Everything a training run of `method` needs of one task: its sequences, items and the feature stores of
+    the modalities the method reads (ant/methods.py), as named inputs `<task>_sequences`, `<task>_text`, ..."""
     return {
         f"{task}_sequences": f"{data_dir(task)}/sequences.parquet",
         f"{task}_items": f"{data_dir(task)}/items.parquet",
-        **{f"{task}_{m}": feature_manifest(task, m) for m in ("text", "image", "price")},
+        **{f"{task}_{m}": feature_manifest(task, m) for m in METHODS[method].modalities},
     }
 
 
-def task_flags(tasks):
-    """--data NAME=DIR and --features NAME.MODALITY=MANIFEST for the training commands."""
+def task_flags(input, tasks):
+    """The training commands' --sequences/--items NAME=PATH and --features NAME.MODALITY=MANIFEST flags: exactly
+    the files the rule declares as `input` (named by task_inputs)."""
     flags = []
     for task in tasks:
-        flags += ["--data", f"{task}={data_dir(task)}"]
-        for modality in ("text", "image", "price"):
-            flags += ["--features", f"{task}.{modality}={feature_manifest(task, modality)}"]
+        for name, path in input.items():
+            owner, _, kind = name.rpartition("_")  # "<task>_<kind>"; a task name may hold "_", a kind never
+            if owner == task:
+                flags += [f"--{kind}", f"{task}={path}"] if kind in ("sequences", "items") else []
+                flags += ["--features", f"{task}.{kind}={path}"] if kind in MODALITIES else []
     return shlex.join(flags)
 
 
@@ -155,12 +165,12 @@ def hparams(stage):
 def pretrain_inputs(wildcards):
     inputs = {}
     for task in AUXILIARY:
-        inputs.update(task_inputs(task))
+        inputs.update(task_inputs(task, "ant"))
     return inputs
 
 
 def adapt_inputs(wildcards):
-    inputs = task_inputs(wildcards.task)
-    if wildcards.strategy != "scratch":
-        inputs["pretrained"] = f"results/pretrain/ant/seed{wildcards.seed}/model.safetensors"
+    inputs = task_inputs(wildcards.task, "ant")
+    if METHODS["ant"].variant(wildcards.strategy).load:
+        inputs["pretrained"] = rules.pretrain.output.model.format(seed=wildcards.seed)
     return inputs

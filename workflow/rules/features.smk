@@ -3,8 +3,8 @@
 Every store's manifest.json is the output other rules depend on. The text and image encoders of a task run as
 features.partitions = P jobs, one per partition of the store's shards: each asks for a GPU and writes
 partitions/<i>-of-<P>.json (i = 0..P-1) in the store folder. One merge job per store then checks the P markers
-and writes the manifest. P = 1 is one encoder job and its merge. A merge is seconds of work (5 s and 0.4 GB in
-the demo, most of it importing torch), so on a cluster it runs where Snakemake runs instead of queueing.
+and writes the manifest (`merge-features`, one rule for both modalities). P = 1 is one encoder job and its merge.
+A merge is a second of work without torch, so on a cluster it runs where Snakemake runs instead of queueing.
 
 A partition wildcard rather than `scattergather`: scatter items are numbered 1-of-P..P-of-P while the commands
 name their markers 0-of-P..(P-1)-of-P, and `--set-scatter` could change the number of jobs without changing the
@@ -50,28 +50,6 @@ rule embed_text:
         "--partition {wildcards.part} > {log:q} 2>&1"
 
 
-rule merge_text_features:
-    input:
-        item_table=rules.kcore.output.item_table,
-        markers=expand(rules.embed_text.output.marker, part=range(PARTITIONS), allow_missing=True),
-    output:
-        manifest=feature_manifest("{task}", "text"),
-    log:
-        "logs/features/{task}/text.merge.log",
-    benchmark:
-        "logs/features/{task}/text.merge.benchmark.tsv"
-    localrule: True
-    conda:
-        "../envs/ant.yaml"
-    params:
-        out_dir=lambda w: feature_store(w.task, "text"),
-        partitions=PARTITIONS,
-        version=VERSION["text"],
-    shell:
-        "python -m ant embed-text --task {wildcards.task} --items {input.item_table:q} --out-dir {params.out_dir:q} "
-        "--partitions {params.partitions} --merge > {log:q} 2>&1"
-
-
 rule embed_image:
     input:
         item_table=rules.kcore.output.item_table,
@@ -105,27 +83,33 @@ rule embed_image:
         "--partitions {params.partitions} --partition {wildcards.part} > {log:q} 2>&1"
 
 
-rule merge_image_features:
+rule merge_features:
     input:
         item_table=rules.kcore.output.item_table,
-        images=rules.fetch_images.output.manifest,
-        markers=expand(rules.embed_image.output.marker, part=range(PARTITIONS), allow_missing=True),
+        markers=lambda w: expand(
+            {"text": rules.embed_text.output.marker, "image": rules.embed_image.output.marker}[w.modality],
+            task=w.task,
+            part=range(PARTITIONS),
+        ),
     output:
-        manifest=feature_manifest("{task}", "image"),
+        manifest="results/features/{task}/{modality}/{encoder}/manifest.json",
     log:
-        "logs/features/{task}/image.merge.log",
+        "logs/features/{task}/{modality}/{encoder}.merge.log",
     benchmark:
-        "logs/features/{task}/image.merge.benchmark.tsv"
+        "logs/features/{task}/{modality}/{encoder}.merge.benchmark.tsv"
+    wildcard_constraints:
+        modality="text|image",
+        encoder=_alternatives([TEXT_ENCODER, IMAGE_ENCODER]),
     localrule: True
     conda:
         "../envs/ant.yaml"
     params:
-        out_dir=lambda w: feature_store(w.task, "image"),
+        out_dir=lambda w, output: os.path.dirname(output.manifest),
         partitions=PARTITIONS,
-        version=VERSION["image"],
+        version=lambda w: VERSION[w.modality],
     shell:
-        "python -m ant embed-image --task {wildcards.task} --items {input.item_table:q} --images {input.images:q} "
-        "--out-dir {params.out_dir:q} --partitions {params.partitions} --merge > {log:q} 2>&1"
+        "python -m ant merge-features --items {input.item_table:q} --out-dir {params.out_dir:q} "
+        "--partitions {params.partitions} > {log:q} 2>&1"
 
 
 rule embed_price:

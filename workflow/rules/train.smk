@@ -24,8 +24,10 @@ rule pretrain:
     threads: config["train"]["threads"]
     resources:
         gpu=TRAIN_GPUS,
+        mem_mb=64000,
+        runtime=4320,
     params:
-        tasks=task_flags(AUXILIARY),
+        tasks=lambda w, input: task_flags(input, AUXILIARY),
         hparams=hparams("pretrain"),
         out_dir=lambda w, output: os.path.dirname(output.model),
         version=VERSION["pretrain"],
@@ -51,8 +53,10 @@ rule adapt:
     threads: config["train"]["threads"]
     resources:
         gpu=TRAIN_GPUS,
+        mem_mb=32000,
+        runtime=720,
     params:
-        tasks=lambda w: task_flags([w.task]),
+        tasks=lambda w, input: task_flags(input, [w.task]),
         pretrained=lambda w, input: (
             f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else ""
         ),
