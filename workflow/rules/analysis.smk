@@ -4,7 +4,7 @@
 rule table_negative_transfer:
     input:
         expand(
-            "results/runs/{task}/ant/{strategy}/seed{seed}/metrics.json",
+            rules.adapt.output.metrics,
             task=TARGETS,
             strategy=STRATEGIES,
             seed=SEEDS,

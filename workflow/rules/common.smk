@@ -100,10 +100,6 @@ def local_model_input(model):
     return [model] if (Path(model).exists() or str(model).startswith("resources/")) else []
 
 
-def data_dir(task):
-    return f"results/data/{task}"
-
-
 def feature_store(task, modality):
     """The folder of one feature store: its shards, partition markers and manifest.json."""
     encoder = {"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "price": PRICE_ENCODER}[modality]
@@ -118,8 +114,8 @@ def task_inputs(task, method):
     """Everything a training run of `method` needs of one task: its sequences, items and the feature stores of
     the modalities the method reads (ant/methods.py), as named inputs `<task>_sequences`, `<task>_text`, ..."""
     return {
-        f"{task}_sequences": f"{data_dir(task)}/sequences.parquet",
-        f"{task}_items": f"{data_dir(task)}/items.parquet",
+        f"{task}_sequences": expand(rules.kcore.output.sequences, task=task)[0],
+        f"{task}_items": expand(rules.kcore.output.item_table, task=task)[0],
         **{f"{task}_{m}": feature_manifest(task, m) for m in METHODS[method].modalities},
     }
 
@@ -138,11 +134,11 @@ def task_flags(input, tasks):
 
 
 def all_targets():
-    targets = ["results/tables/datasets.csv", "results/tables/datasets.md"]
-    targets += [feature_manifest(t, m) for t in USED_TASKS for m in ("text", "image", "price")]
-    targets += ["results/tables/negative_transfer.csv", "results/tables/negative_transfer.md"]
+    """The final targets (rule all, after every rule file is included)."""
+    targets = [*rules.table_datasets.output, *rules.table_negative_transfer.output]
+    targets += [feature_manifest(t, m) for t in USED_TASKS for m in MODALITIES]
     if config["data"]["export_recbole"]:
-        targets += expand("results/recbole/{task}", task=USED_TASKS)
+        targets += expand(rules.export_recbole.output[0], task=USED_TASKS)
     return targets
 
 
