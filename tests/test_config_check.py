@@ -32,7 +32,7 @@ def test_paper_config_resolves_to_the_papers_settings():
     p = c["features"]["price"]
     assert (p["dim"], p["max_usd"], p["scale"], p["base"]) == (64, 1000, 10000, 50000)
     assert c["features"]["text"]["max_length"] == 512 and c["images"]["per_item"] == 4
-    assert c["eval"] == {"ks": [10, 50], "exclude_history": False}
+    assert c["eval"] == {"ks": [10, 50], "exclude_history": True, "ties": "pessimistic"}  # the authors' rule
     assert c["features"]["text"]["model"] == "bert-base-uncased"
     assert c["features"]["image"]["model"] == "microsoft/swin-base-patch4-window7-224"
     assert set(c["auxiliary"]) == {"Food", "Movies", "Home", "Clothing"}
