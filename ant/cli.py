@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge-features": ("ant.features.merge", "write a feature store's manifest once its partition jobs are done"),
     "pretrain": ("ant.train.pretrain", "pre-train ANT on the auxiliary tasks"),
     "adapt": ("ant.train.adapt", "adapt ANT to a target task (scratch / finetune / relearn / relearn+ID)"),
+    "pretrain-baseline": ("ant.train.baseline_pretrain", "a baseline's own pre-training on a target task (S3-Rec)"),
+    "train-baseline": ("ant.train.baseline", "train a baseline (NPE, SASRec, ...) on a target task"),
     "table": ("ant.analysis.tables", "render a result table (csv + md)"),
     "bench": ("ant.bench", "benchmarks: data, features, train, precision"),
 }

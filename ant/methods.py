@@ -7,7 +7,10 @@ A method is one entry here plus its model code. The entry says
     parts start fresh instead, which are frozen, whether an item-ID embedding is added;
   - the inputs it needs (item ids, user ids, text, image, price, timestamps, auxiliary tasks);
   - whether it pre-trains, and on what (the auxiliary tasks, or the target task itself);
-  - its training preset (spec baselines.md section 2.4).
+  - its training preset (spec baselines.md section 2.4);
+  - for a baseline, its model module (a `Settings` dataclass and a `Model`, ant/baselines/base.py) and the config
+    switches that name its variant when set away from their defaults (results/runs/<task>/<method>/<variant>/:
+    "default", or e.g. "variant-fixed").
 The workflow's wildcard constraints, the CLI's choices and the tables' labels derive from it; the config schema's
 enums are tested against it (tests/test_methods.py). Plain Python without torch: Snakemake imports it while it
 parses the workflow.
@@ -42,6 +45,8 @@ class Method:
     preset: Literal["ant", "recbole"]
     pretrain: Literal["auxiliary", "target"] | None  # pre-training stage and its data, or none
     variants: tuple[Variant, ...] = field(default=())
+    module: str | None = None  # a baseline's model module (trained by `train-baseline`); None: ANT (`adapt`)
+    switches: tuple[tuple[str, object], ...] = ()  # (config key, default) pairs that name the variant
 
     def __post_init__(self) -> None:
         if unknown := self.inputs - set(INPUTS):
@@ -54,6 +59,15 @@ class Method:
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(m for m in MODALITIES if m in self.inputs)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.module is not None
+
+    def variant_of(self, settings: dict[str, object]) -> str:
+        """The run folder of a baseline's settings: "default", or its non-default switches, e.g. "variant-fixed"."""
+        changed = [f"{key}-{str(settings[key]).lower()}" for key, default in self.switches if settings[key] != default]
+        return "+".join(changed) or "default"
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -69,10 +83,38 @@ class Method:
 _ANT_RELEARNT = frozenset({"item_encoder", "position"})  # ant.model.ant.PARTS
 _ANT_FROZEN = frozenset({"transformer"})
 
+
+def _baseline(
+    name: str,
+    title: str,
+    kind: Literal["interaction", "text", "multi-modal"],
+    inputs: set[str],
+    *,
+    preset: Literal["ant", "recbole"] = "recbole",
+    pretrain: Literal["auxiliary", "target"] | None = None,
+    switches: tuple[tuple[str, object], ...] = (),
+) -> Method:
+    """A baseline: its module is ant/baselines/<name>.py; one variant, whose folder the switches name."""
+    variants = (Variant("default", title, load=pretrain is not None),)
+    return Method(name, title, kind, frozenset(inputs), preset, pretrain, variants, f"ant.baselines.{name}", switches)
+
+
 # in the paper's order (Table II columns), which is also the order of the rows of every table
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
+        _baseline("npe", "NPE", "interaction", {"item_ids", "user_ids"}, switches=(("sum_padding", True),)),
+        _baseline("sasrec", "SASRec", "interaction", {"item_ids"}),
+        _baseline("bert4rec", "BERT4Rec", "interaction", {"item_ids"}, switches=(("variant", "recbole111"),)),
+        _baseline("fdsa", "FDSA", "text", {"item_ids", "text"}),
+        _baseline(
+            "s3rec",
+            "S3-Rec",
+            "text",
+            {"item_ids", "text"},
+            pretrain="target",
+            switches=(("label_alignment", "upstream"),),
+        ),
         Method(
             name="ant",
             title="ANT",

@@ -18,5 +18,7 @@ STAGES: dict[str, int] = {
     "price": 1,
     "pretrain": 2,
     "adapt": 2,
+    "baselines": 1,
+    "baseline_pretrain": 1,
     "tables": 2,
 }

@@ -26,7 +26,7 @@ def brute_force_rank(scores, target, history=(), ties="pessimistic"):
 def table_scorer(scores, rows):
     """A scorer that looks a row up by its history (each row's history is made unique by its first item)."""
     first = {int(h[0]): r for r, h in enumerate(rows.history)}
-    return lambda history, length: scores[[first[int(h)] for h in history[:, 0]]].clone()
+    return lambda history, length, user: scores[[first[int(h)] for h in history[:, 0]]].clone()
 
 
 @st.composite
@@ -76,7 +76,7 @@ def test_all_equal_scores_rank_last_pessimistically_and_in_the_middle_expectedly
         torch.tensor([1, 1], dtype=torch.int32),
         torch.tensor([0, 49]),
     )
-    flat = lambda h, n: torch.zeros(len(h), 50)  # noqa: E731
+    flat = lambda h, n, u: torch.zeros(len(h), 50)  # noqa: E731
     assert evaluate(flat, rows, 50, exclude_history=False).ranks.tolist() == [50, 50]
     assert evaluate(flat, rows, 50, exclude_history=False, ties="expected").ranks.tolist() == [25.5, 25.5]
     excluded = evaluate(flat, rows, 50, exclude_history=True)
@@ -111,7 +111,7 @@ def test_excluded_rule_removes_the_input_history_and_misses_a_repeated_target():
     )
     by_last = {4: 0, 7: 1, 6: 2}  # each row's last history item identifies it
 
-    def scorer(history, length):
+    def scorer(history, length, user):
         return scores[[by_last[int(h[n - 1])] for h, n in zip(history, length, strict=True)]].clone()
 
     result = evaluate(scorer, rows, 10, ks=(1,))
@@ -131,10 +131,10 @@ def test_infinite_scores_keep_their_order_and_ties():
         torch.tensor([1]),
     )
     scores = torch.tensor([[math.inf, 2.0, -math.inf, 2.0, -math.inf]])
-    result = evaluate(lambda h, n: scores.clone(), rows, 5, exclude_history=False)
+    result = evaluate(lambda h, n, u: scores.clone(), rows, 5, exclude_history=False)
     assert result.ranks.tolist() == [3] and result.rules["history_kept"].tied_targets == 1
     bottom = evaluate(
-        lambda h, n: scores.clone(),
+        lambda h, n, u: scores.clone(),
         EvalRows(rows.user_idx, rows.history, rows.length, torch.tensor([2])),
         5,
         exclude_history=False,
@@ -146,9 +146,9 @@ def test_infinite_scores_keep_their_order_and_ties():
 def test_evaluate_rejects_nan_scores_and_wrong_shapes():
     rows = rows_of([[0, 1, 2, 3]])
     with pytest.raises(FloatingPointError):
-        evaluate(lambda h, n: torch.full((len(h), 4), float("nan")), rows, 4)
+        evaluate(lambda h, n, u: torch.full((len(h), 4), float("nan")), rows, 4)
     with pytest.raises(ValueError, match="expected"):
-        evaluate(lambda h, n: torch.zeros(len(h), 3), rows, 4)
+        evaluate(lambda h, n, u: torch.zeros(len(h), 3), rows, 4)
 
 
 def test_reference_metrics_most_popular_and_random():

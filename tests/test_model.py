@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ant.model.ant import ANT, PARTS, ANTConfig, load_model, parameters_by_part, save_model
 from ant.model.item_encoder import ItemEncoder, MoEAdaptor
-from ant.model.sasrec import SASRec
+from ant.model.transformer import SequenceEncoder, last_position
 
 DIMS = {"text": 6, "image": 5, "price": 4}
 
@@ -113,7 +113,7 @@ def test_fusion_and_dropped_modalities():
 
 def test_sasrec_is_causal_and_ignores_padding():
     torch.manual_seed(0)
-    enc = SASRec(8, max_length=7, layers=2, heads=2, inner_size=8, dropout=0.5).eval()
+    enc = SequenceEncoder(8, max_length=7, layers=2, heads=2, inner_size=8, dropout=0.5).eval()
     items = torch.randn(3, 7, 8)
     length = torch.tensor([7, 4, 1])
     hidden = enc(items, length)
@@ -122,7 +122,7 @@ def test_sasrec_is_causal_and_ignores_padding():
     torch.testing.assert_close(enc(changed, length)[:, :5], hidden[:, :5])
     # trimming the padding (the batches' speed-up) changes nothing
     torch.testing.assert_close(enc(items[1:, :4], length[1:])[:, :4], hidden[1:, :4])
-    last = SASRec.last(hidden, length)
+    last = last_position(hidden, length)
     torch.testing.assert_close(last, hidden[[0, 1, 2], [6, 3, 0]])
     with pytest.raises(ValueError, match="longer than max_history"):
         enc(torch.randn(1, 8, 8), torch.tensor([8]))
@@ -189,7 +189,7 @@ def test_model_runs_end_to_end_with_gradients():
     v, _ = model.item_vectors(feats)
     history = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
     length = torch.tensor([4, 2])
-    u = SASRec.last(model.user_states(v[history], length), length)
+    u = last_position(model.user_states(v[history], length), length)
     loss = F.cross_entropy(model.logits(u, v), torch.tensor([6, 7]))
     loss.backward()
     assert math.isfinite(loss.item())
@@ -221,7 +221,7 @@ def test_forward_and_backward_under_bf16_autocast():
         v, parts = model.item_vectors(feats, torch.arange(9))
         length = torch.tensor([4, 2, 1])
         hidden = model.user_states(v[torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0], [7, 0, 0, 0]])], length)
-        logits = model.logits(SASRec.last(hidden, length), v)
+        logits = model.logits(last_position(hidden, length), v)
         loss = F.cross_entropy(logits, torch.tensor([0, 1, 2]))
     assert logits.dtype == torch.float32 and hidden.dtype in (torch.float32, torch.bfloat16)
     loss.backward()

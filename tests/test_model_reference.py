@@ -23,7 +23,7 @@ from torch import nn
 
 from ant.model.ant import ANT, ANTConfig
 from ant.model.item_encoder import MoEAdaptor
-from ant.model.sasrec import SASRec
+from ant.model.transformer import SequenceEncoder, last_position
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,11 +45,13 @@ SPEC_EPS = 1e-8
 
 
 @functools.cache
-def perturbed_sasrec(seed: int, dtype: torch.dtype = torch.float32) -> SASRec:
+def perturbed_sasrec(seed: int, dtype: torch.dtype = torch.float32) -> SequenceEncoder:
     """A SASRec whose every parameter is random and matters: LayerNorm gains and biases too. Cached: callers must
     leave it as they found it (eval mode, weights untouched)."""
     torch.manual_seed(seed)
-    model = SASRec(D, max_length=MAX_LENGTH, layers=LAYERS, heads=HEADS, inner_size=INNER, dropout=0.5, eps=SPEC_EPS)
+    model = SequenceEncoder(
+        D, max_length=MAX_LENGTH, layers=LAYERS, heads=HEADS, inner_size=INNER, dropout=0.5, eps=SPEC_EPS
+    )
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith("weight"):
@@ -129,7 +131,7 @@ class ReferenceLayer(nn.Module):
 class ReferenceSASRec(nn.Module):
     """Plain padded-layout SASRec in eval mode (dropout is the identity), weights copied from an ant SASRec."""
 
-    def __init__(self, model: SASRec, variant: Transformer = CORRECT) -> None:
+    def __init__(self, model: SequenceEncoder, variant: Transformer = CORRECT) -> None:
         super().__init__()
         self.variant = variant
         self.position = nn.Embedding(MAX_LENGTH, D)
@@ -208,7 +210,7 @@ def test_sasrec_matches_the_padded_reference(lengths, extra, seed):
         hidden = model(items, length)
         expected = reference_for(seed % 4)(items, length)
     torch.testing.assert_close(real_positions(hidden, length), real_positions(expected, length).float())
-    torch.testing.assert_close(SASRec.last(hidden, length), SASRec.last(expected, length).float())
+    torch.testing.assert_close(last_position(hidden, length), last_position(expected, length).float())
     # padded positions of the output are exactly zero
     assert not (hidden * (torch.arange(steps) >= length.unsqueeze(1)).unsqueeze(-1)).any()
 
@@ -265,12 +267,12 @@ def test_only_the_spec_setting_of_the_reference_matches(name):
     got, want = real_positions(hidden, length), real_positions(expected, length)
     if name in EQUIVALENT:
         torch.testing.assert_close(got, want)
-        torch.testing.assert_close(SASRec.last(hidden, length), SASRec.last(expected, length))
+        torch.testing.assert_close(last_position(hidden, length), last_position(expected, length))
     else:
         # at least 10x the matching tolerance (1e-5): tanh GELU is ~6e-4 away, every other variant more than 0.1
         gap = (got - want).abs().max().item()
         assert gap > 1e-4, f"the model also matches the wrong reference '{name}' (max |diff| {gap:.2e})"
-        user_gap = (SASRec.last(hidden, length) - SASRec.last(expected, length)).abs().max().item()
+        user_gap = (last_position(hidden, length) - last_position(expected, length)).abs().max().item()
         assert user_gap > 1e-4, f"the user vectors match the wrong reference '{name}' (max |diff| {user_gap:.2e})"
 
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ant.data.split import PAD, Sequences, split
-from ant.model.sasrec import SASRec
+from ant.model.transformer import SequenceEncoder
 from ant.train.batches import TrainRows
 
 sequences = st.lists(st.lists(st.integers(0, 30), min_size=3, max_size=14), min_size=1, max_size=12)
@@ -67,7 +67,7 @@ def test_all_positions_gives_the_prefix_outputs_in_one_pass():
     torch.manual_seed(0)
     lists = [list(np.random.default_rng(i).integers(0, 20, size=n)) for i, n in enumerate([3, 4, 9, 12, 5])]
     train = split(Sequences.from_lists(lists), 6)["train"]
-    encoder = SASRec(8, max_length=6, layers=2, heads=2, inner_size=8, dropout=0.5).eval()
+    encoder = SequenceEncoder(8, max_length=6, layers=2, heads=2, inner_size=8, dropout=0.5).eval()
     table = torch.randn(20, 8)
 
     def outputs(layout):

@@ -33,7 +33,7 @@ def test_defaults_are_the_schema_defaults():
 
 def test_the_workflow_settings_round_trip():
     text = (
-        '{"model": {"hidden_size": 64, "modalities": ["text", "price"]}, "optim": {"epochs": 3, "patience": 2},'
+        '{"model": {"hidden_size": 64, "modalities": ["text", "price"]}, "optim": {"epochs": 3, "patience": 2, "select": "ndcg@5"},'
         ' "train": {"rows": "all_positions"}, "eval": {"ks": [5, 20], "exclude_history": true}, "max_history": 20}'
     )
     hp = parse_hparams(text, "pretrain")
@@ -56,6 +56,7 @@ def test_the_workflow_settings_round_trip():
         ('{"train": {"rows": "windows"}}', "train.rows"),
         ('{"model": {"modalities": ["sound"]}}', "model.modalities"),
         ('{"eval": {"ks": []}}', "eval.ks"),
+        ('{"eval": {"ks": [5, 20]}}', "optim.select must be null or one of ndcg@20"),  # selects recall@10
     ],
 )
 def test_bad_settings_are_clear_errors(text, message):

@@ -18,13 +18,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from ant.errors import UserError
-from ant.io import atomic_path
-from ant.model.item_encoder import INIT_STD, MODALITIES, ItemEncoder, MoEAdaptor
-from ant.model.sasrec import SASRec
+from ant.model.files import load_weights, read_metadata, save_weights
+from ant.model.item_encoder import MODALITIES, ItemEncoder, MoEAdaptor
+from ant.model.transformer import SequenceEncoder, recbole_init
 
 FORMAT = "ant-model/1"
 LAYER_NORM_EPS = 1e-8  # the authors' SASRec/UniSRec ports and NOVA (spec baselines.md section 2.2); RecBole: 1e-12
@@ -90,7 +88,7 @@ class ANT(nn.Module):
             config.fusion_beta,
             config.modalities,
         )
-        self.users = SASRec(
+        self.users = SequenceEncoder(
             config.hidden_size,
             config.max_history,
             config.layers,
@@ -126,16 +124,11 @@ class ANT(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Linear and embedding weights N(0, 0.02), biases 0, LayerNorm (1, 0), adaptors as MoEAdaptor says."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, 0.0, INIT_STD)
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, MoEAdaptor):
+    """RecBole's initialisation (ant.model.transformer.recbole_init), adaptors as MoEAdaptor says."""
+    if isinstance(module, MoEAdaptor):
         module.reset_parameters()
+    else:
+        recbole_init(module)
 
 
 def part_of(name: str) -> str:
@@ -153,29 +146,16 @@ def parameters_by_part(model: nn.Module) -> dict[str, dict[str, nn.Parameter]]:
 
 
 def save_model(model: ANT, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "config": model.config.to_json(), **(metadata or {})}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    save_weights(model, path, FORMAT, {"config": model.config.to_json(), **(metadata or {})})
 
 
 def read_model_metadata(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"model file not found: {path} (run the pre-training rule first)")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise UserError(f"{path}: not a readable safetensors file ({err}); delete it and rerun its rule") from err
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}: not an ANT model")
-    return meta
+    return read_metadata(path, FORMAT, "an ANT model")
 
 
 def load_model(path: str | Path) -> tuple[ANT, dict[str, str]]:
     """The model saved at `path` (on the CPU) and its metadata."""
     meta = read_model_metadata(path)
     model = ANT(ANTConfig.from_json(meta["config"]))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load_weights(path))
     return model, meta

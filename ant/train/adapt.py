@@ -30,21 +30,20 @@ from pathlib import Path
 
 from ant.device import autocast, resolve_device
 from ant.errors import UserError
-from ant.io import sha256_file, write_json
+from ant.io import write_json
 from ant.methods import Variant, method
 from ant.model.ant import ANT, ANTConfig, load_model, parameters_by_part, part_of, save_model
 from ant.train.batches import TrainRows
 from ant.train.data import ItemTable, load_tasks
-from ant.train.evaluate import EvalRows, reference_metrics
+from ant.train.evaluate import EvalRows
 from ant.train.hparams import ABLATIONS, Hparams, ModelHparams, apply_ablations, parse_hparams
 from ant.train.objectives import AdaptObjective, evaluate_task
 from ant.train.runs import (
     add_common_arguments,
-    evaluation_counts,
     fingerprint,
     make_trainer,
-    metric_sections,
     parameter_counts,
+    run_record,
     seed_everything,
     write_ranks,
 )
@@ -162,24 +161,7 @@ def run(args: argparse.Namespace) -> int:
         "variant": variant,
         "ablations": list(args.ablation),
         "seed": args.seed,
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early,
-        "resumed_from_epoch": result.resumed_from,
-        "history_rule": test_eval.rule,
-        "tie_rule": hp.eval.ties,
-        **metric_sections("valid", result.best_metrics),
-        **metric_sections("test", test_eval.flat_metrics()),
-        **evaluation_counts(test_eval),
-        "users": len(test),
-        "items": task.n_items,
-        "reference_test": reference_metrics(task.splits["train"].target, test, task.n_items, hp.eval.ks),
-        "parameters": parameter_counts(model),
-        "pretrained": str(pretrained) if pretrained else None,
-        "pretrained_sha256": sha256_file(pretrained) if pretrained else None,
-        "device": str(device),
-        "seconds": round(time.perf_counter() - start, 2),
-        "hparams": hp.to_dict(),
+        **run_record(task, result, test, test_eval, hp, model, pretrained, device, time.perf_counter() - start),
     }
     write_json(metrics, out / "metrics.json")
     trainer.finish()

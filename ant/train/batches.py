@@ -31,6 +31,7 @@ class Batch:
     history: torch.Tensor  # int64 [B, T], PAD = -1, T = longest history in the batch
     length: torch.Tensor  # int64 [B], 1..T
     target: torch.Tensor  # int64 [B] (prefixes) or [B, T] with PAD where a position has no target
+    user: torch.Tensor  # int64 [B], each row's task-local user_idx (user-aware models: NPE)
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -52,6 +53,7 @@ class TrainRows:
     history: torch.Tensor  # int32 [n, L]
     length: torch.Tensor  # int32 [n]
     target: torch.Tensor  # int32 [n] or [n, L]
+    user: torch.Tensor  # int64 [n]
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -64,20 +66,21 @@ class TrainRows:
     def build(cls, rows: Rows, layout: RowLayout = "prefixes", offset: int = 0) -> TrainRows:
         """Rows of one task; `offset` shifts item_idx to global item-table rows (pre-training)."""
         if layout == "prefixes":
-            history, length, target = rows.history, rows.length, rows.target
+            history, length, target, user = rows.history, rows.length, rows.target, rows.user_idx
         elif layout == "all_positions":
-            history, length, target = _all_positions(rows)
+            history, length, target, user = _all_positions(rows)
         else:
             raise ValueError(f"unknown row layout {layout!r}")
         return cls(
             history=torch.from_numpy(shift_items(history, offset)),
             length=torch.from_numpy(length.astype(np.int32)),
             target=torch.from_numpy(shift_items(target, offset)),
+            user=torch.from_numpy(user.astype(np.int64)),
         )
 
     @classmethod
     def concat(cls, parts: list[TrainRows]) -> TrainRows:
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("history", "length", "target")))
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("history", "length", "target", "user")))
 
     def rows_per_batch(self, batch_size: int) -> int:
         return max(1, round(batch_size * len(self) / max(self.n_targets, 1)))
@@ -101,14 +104,15 @@ class TrainRows:
                 history=self.history[idx, :steps].to(device, torch.int64, non_blocking=True),
                 length=length.to(device, torch.int64, non_blocking=True),
                 target=target.to(device, torch.int64, non_blocking=True),
+                user=self.user[idx].to(device, non_blocking=True),
             )
 
 
-def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Prefix rows -> one multi-target row per user (its first L targets) + prefix rows for the targets after."""
     n, max_len = rows.history.shape
     if n == 0:
-        return rows.history, rows.length, np.full((0, max_len), PAD, np.int32)
+        return rows.history, rows.length, np.full((0, max_len), PAD, np.int32), rows.user_idx
     user = rows.user_idx
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     counts = np.diff(np.r_[starts, n])
@@ -125,4 +129,4 @@ def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     target[user_of_row[in_window], nth[in_window] - 1] = rows.target[in_window]
     target[n_users + np.arange(len(after)), max_len - 1] = rows.target[after]
     keep = np.concatenate([np.flatnonzero(window), after])
-    return rows.history[keep], rows.length[keep], target
+    return rows.history[keep], rows.length[keep], target, rows.user_idx[keep]

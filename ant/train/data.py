@@ -52,8 +52,11 @@ def _named(flag: str, spec: str, example: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
-def parse_task_args(sequences: list[str], items: list[str], features: list[str]) -> dict[str, TaskFiles]:
-    """The NAME=PATH and NAME.MODALITY=MANIFEST flags -> {name: TaskFiles}, every file of every task given."""
+def parse_task_args(
+    sequences: list[str], items: list[str], features: list[str], modalities: tuple[str, ...] = MODALITIES
+) -> dict[str, TaskFiles]:
+    """The NAME=PATH and NAME.MODALITY=MANIFEST flags -> {name: TaskFiles}: every task's sequences and items and
+    a store for each of `modalities` (the ones the method reads), no other."""
     seq_paths: dict[str, Path] = {}
     for spec in sequences:
         name, path = _named("--sequences", spec, "Scientific=results/data/Scientific/sequences.parquet")
@@ -76,8 +79,11 @@ def parse_task_args(sequences: list[str], items: list[str], features: list[str])
             )
         if name not in seq_paths:
             raise UserError(f"--features {spec!r}: task {name!r} has no --sequences")
-        if modality not in MODALITIES:
-            raise UserError(f"--features {spec!r}: unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+        if modality not in modalities:
+            raise UserError(
+                f"--features {spec!r}: modality {modality!r} is not read here; "
+                f"expected: {', '.join(modalities) or 'none'}"
+            )
         manifests[name][modality] = path
     if not seq_paths:
         raise UserError(
@@ -86,7 +92,7 @@ def parse_task_args(sequences: list[str], items: list[str], features: list[str])
     for name in seq_paths:
         if name not in item_paths:
             raise UserError(f"task {name!r}: no --items")
-        if missing := [m for m in MODALITIES if m not in manifests[name]]:
+        if missing := [m for m in modalities if m not in manifests[name]]:
             raise UserError(f"task {name!r}: no --features for {', '.join(missing)}")
     return {name: TaskFiles(seq_paths[name], item_paths[name], manifests[name]) for name in seq_paths}
 
@@ -117,8 +123,15 @@ def load_task(name: str, files: TaskFiles, max_history: int) -> Task:
     return Task(name, files, n_items, sequences, splits, features)
 
 
-def load_tasks(sequences: list[str], items: list[str], features: list[str], max_history: int) -> list[Task]:
-    tasks = [load_task(name, files, max_history) for name, files in parse_task_args(sequences, items, features).items()]
+def load_tasks(
+    sequences: list[str],
+    items: list[str],
+    features: list[str],
+    max_history: int,
+    modalities: tuple[str, ...] = MODALITIES,
+) -> list[Task]:
+    parsed = parse_task_args(sequences, items, features, modalities)
+    tasks = [load_task(name, files, max_history) for name, files in parsed.items()]
     dims = tasks[0].dims
     for task in tasks[1:]:
         if task.dims != dims:

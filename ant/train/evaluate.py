@@ -1,7 +1,8 @@
 """The one evaluator: leave-one-out full ranking over all items of a task, under both history rules at once.
 
-Every model plugs in a *scorer*: (history [B, T], length [B]) -> scores [B, N] over the N real items of the task
-(padding and any mask token are never columns), on the device, as a new tensor that the evaluator may overwrite.
+Every model plugs in a *scorer*: (history [B, T], length [B], user [B]) -> scores [B, N] over the N real items of
+the task (padding and any mask token are never columns), on the device, as a new tensor that the evaluator may
+overwrite. History holds task-local item_idx (PAD = -1 after `length`), user the rows' task-local user_idx.
 The evaluator feeds it rows sorted by history length (so each batch is cut short, an exact saving), in user
 batches small enough that a [B, N] score block fits the budget, and keeps only each row's ranks.
 
@@ -34,7 +35,7 @@ import torch
 
 from ant.data.split import Rows
 
-Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TieRule = Literal["pessimistic", "expected"]
 KEPT, EXCLUDED = "history_kept", "history_excluded"
 HISTORY_RULES = (KEPT, EXCLUDED)
@@ -198,7 +199,8 @@ def evaluate(
         length = rows.length[idx].to(device, torch.int64)
         history = rows.history[idx, : int(rows.length[idx].max())].to(device, torch.int64)
         target = rows.target[idx].to(device)
-        scores = scorer(history, length).float()
+        user = torch.from_numpy(rows.user_idx[idx.numpy()].astype(np.int64)).to(device)
+        scores = scorer(history, length, user).float()
         if scores.shape != (len(idx), n_items):
             raise ValueError(f"scorer returned {tuple(scores.shape)}, expected ({len(idx)}, {n_items})")
         # one pass, no [B, N] mask: a NaN anywhere makes its row sum NaN (so does inf - inf: then look closer)
@@ -241,7 +243,7 @@ def reference_metrics(
     """Most-popular under both history rules (this evaluator, pessimistic ties), and the expectation of a random
     ranking of all N items (history kept)."""
     popular = popularity_scores(train_targets, n_items)
-    pop = evaluate(lambda h, _: popular.repeat(h.shape[0], 1), rows, n_items, ks=ks)
+    pop = evaluate(lambda h, *_: popular.repeat(h.shape[0], 1), rows, n_items, ks=ks)
     ranks = np.arange(1, n_items + 1, dtype=np.float64)  # a random ranking puts the target at each rank alike
     random = {f"recall@{k}": min(k, n_items) / n_items for k in ks}
     random |= {f"ndcg@{k}": float((1.0 / np.log2(ranks[:k] + 1.0)).sum() / n_items) for k in ks}

@@ -2,9 +2,12 @@
 
     {"model": {...}, "optim": {...}, "train": {...}, "eval": {...}, "max_history": 50}
 
-is what workflow/rules/common.smk `hparams(stage)` writes from the config (sections model, pretrain|adapt, train,
-eval). Missing keys take the paper's values (the same defaults as workflow/schemas/config.schema.yaml; a test
-keeps the two in step); unknown keys and out-of-range values are a UserError naming the key.
+is what workflow/rules/common.smk writes from the config (sections model, pretrain|adapt, train, eval; for a
+baseline its own entry of `baselines`). The model section is the model's own settings dataclass (ANTSettings, or
+a baseline module's `Settings`); the optimisation starts from a preset (PRESETS: the paper's values, spec
+ANT-method section 7 and baselines.md section 2.4). Missing keys take those defaults (the same as
+workflow/schemas/config.schema.yaml; a test keeps the two in step); unknown keys and out-of-range values are a
+UserError naming the key.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from ant.model.ant import ANTSettings
 from ant.model.item_encoder import MODALITIES
 from ant.train.evaluate import TIE_RULES
 
-Stage = Literal["pretrain", "adapt"]
 ABLATIONS = ("no_text", "no_image", "no_price", "no_moe", "no_fusion")
 
 
@@ -31,8 +33,18 @@ class OptimHparams:
     lr_decay: float
     batch_size: int = 2048
     lr: float = 1e-3
-    patience: int | None = None  # epochs without a better validation Recall@10 before stopping; None = never
-    align_weight: float = 1e-3  # pre-training only: weight of the text-image alignment loss
+    patience: int | None = None  # epochs without a better validation `select` before stopping; None = never
+    align_weight: float = 1e-3  # ANT's pre-training only: weight of the text-image alignment loss
+    select: str | None = "recall@10"  # validation metric that picks the kept epoch; None: no validation, keep the last
+
+
+# the paper's optimisation presets: ANT's pre-training; "ant" (ANT's adaptation, NOVA, CARCA: a fixed epoch budget,
+# best validation Recall@10); "recbole" (RecBole with UniSRec's finetune.yaml: no decay, early stop on NDCG@10)
+PRESETS: dict[str, OptimHparams] = {
+    "pretrain": OptimHparams(epochs=300, lr_decay=0.995),
+    "ant": OptimHparams(epochs=100, lr_decay=0.99),
+    "recbole": OptimHparams(epochs=300, lr_decay=1.0, patience=10, select="ndcg@10"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,8 @@ class EvalHparams:
 
 @dataclass(frozen=True)
 class Hparams:
-    model: ModelHparams = field(default_factory=ModelHparams)
-    optim: OptimHparams = field(default_factory=lambda: stage_optim("adapt"))
+    model: Any = field(default_factory=ANTSettings)  # a settings dataclass
+    optim: OptimHparams = field(default_factory=lambda: PRESETS["ant"])
     train: TrainHparams = field(default_factory=TrainHparams)
     eval: EvalHparams = field(default_factory=EvalHparams)
     max_history: int = 50
@@ -71,14 +83,13 @@ class Hparams:
         }
 
 
-def stage_optim(stage: Stage) -> OptimHparams:
-    """The paper's optimisation settings of a stage (spec section 7)."""
-    if stage == "pretrain":
-        return OptimHparams(epochs=300, lr_decay=0.995)
-    return OptimHparams(epochs=100, lr_decay=0.99)
+def stage_optim(stage: str) -> OptimHparams:
+    """The paper's optimisation settings of ANT's stages: "pretrain", "adapt" (the "ant" preset)."""
+    return PRESETS["ant" if stage == "adapt" else stage]
 
 
-def parse_hparams(text: str | None, stage: Stage) -> Hparams:
+def parse_hparams(text: str | None, stage: str, model: type = ANTSettings) -> Hparams:
+    """`stage`: ANT's "pretrain" or "adapt", or a preset name; `model`: the settings dataclass of the model."""
     try:
         raw = json.loads(text) if text else {}
     except json.JSONDecodeError as err:
@@ -88,7 +99,9 @@ def parse_hparams(text: str | None, stage: Stage) -> Hparams:
     known = {"model", "optim", "train", "eval", "max_history"}
     if unknown := set(raw) - known:
         raise UserError(f"--hparams: unknown section(s) {sorted(unknown)}; known: {sorted(known)}")
-    base = Hparams(optim=stage_optim(stage))
+    if stage not in PRESETS and stage != "adapt":
+        raise UserError(f"unknown preset {stage!r}; known: {', '.join(p for p in PRESETS if p != 'pretrain')}")
+    base = Hparams(model=model(), optim=stage_optim(stage))
     hp = Hparams(
         model=_section(base.model, raw.get("model"), "model"),
         optim=_section(base.optim, raw.get("optim"), "optim"),
@@ -129,19 +142,21 @@ def _section(default: Any, raw: dict[str, Any] | None, name: str) -> Any:
 def _check(hp: Hparams) -> None:
     problems = []
     m, o = hp.model, hp.optim
-    for key in ("hidden_size", "experts", "layers", "attention_heads", "inner_size"):
+    present = {f.name for f in fields(m)}
+    for key in sorted({"hidden_size", "experts", "layers", "attention_heads", "inner_size"} & present):
         if not isinstance(getattr(m, key), int) or getattr(m, key) < 1:
             problems.append(f"model.{key} must be a positive integer")
-    if isinstance(m.hidden_size, int) and isinstance(m.attention_heads, int) and m.attention_heads > 0:
+    if {"hidden_size", "attention_heads"} <= present and not problems:
         if m.hidden_size % m.attention_heads:
             problems.append("model.hidden_size must be a multiple of model.attention_heads")
-    for key in ("dropout", "adaptor_dropout"):
+    for key in sorted(k for k in present if k.endswith("dropout")):
         if not 0 <= getattr(m, key) < 1:
             problems.append(f"model.{key} must be in [0, 1)")
-    if m.temperature <= 0:
+    if "temperature" in present and m.temperature <= 0:
         problems.append("model.temperature must be > 0")
-    if bad := set(m.modalities) - set(MODALITIES):
+    if "modalities" in present and (bad := set(m.modalities) - set(MODALITIES)):
         problems.append(f"model.modalities: unknown {sorted(bad)}; known: {list(MODALITIES)}")
+    problems += [f"model.{p}" for p in getattr(m, "problems", list)()]  # a model's own checks
     if not isinstance(o.epochs, int) or o.epochs < 1:
         problems.append("optim.epochs must be a positive integer")
     if not isinstance(o.batch_size, int) or o.batch_size < 2:
@@ -152,6 +167,9 @@ def _check(hp: Hparams) -> None:
         problems.append("optim.patience must be null or a positive integer")
     if o.align_weight < 0:
         problems.append("optim.align_weight must be >= 0")
+    metrics = {f"{name}@{k}" for name in ("recall", "ndcg") for k in hp.eval.ks}
+    if o.select is not None and o.select not in metrics:
+        problems.append(f"optim.select must be null or one of {', '.join(sorted(metrics))}")
     if hp.train.rows not in ("prefixes", "all_positions"):
         problems.append("train.rows must be 'prefixes' or 'all_positions'")
     if not isinstance(hp.train.threads, int) or hp.train.threads < 1:

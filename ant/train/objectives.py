@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ant.model.ant import ANT
-from ant.model.sasrec import SASRec
+from ant.model.transformer import last_position
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
 from ant.train.evaluate import EvalRows, Evaluation, Scorer, evaluate, pooled
@@ -42,9 +42,9 @@ def encode_items(model: ANT, table: ItemTable, rows: slice, with_ids: bool = Fal
 def ant_scorer(model: ANT, item_vectors: torch.Tensor) -> Scorer:
     """Scores of histories (task-local item_idx) against all items of their task."""
 
-    def scorer(history: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    def scorer(history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
         hidden = model.user_states(item_vectors[history.clamp(min=0)], length)
-        return model.logits(SASRec.last(hidden, length), item_vectors)
+        return model.logits(last_position(hidden, length), item_vectors)
 
     return scorer
 

@@ -17,9 +17,9 @@ import torch
 
 from ant.io import sha256_file, write_parquet
 from ant.train.data import Task
-from ant.train.evaluate import HISTORY_RULES, Evaluation
+from ant.train.evaluate import HISTORY_RULES, EvalRows, Evaluation, reference_metrics
 from ant.train.hparams import Hparams
-from ant.train.trainer import Objective, Trainer
+from ant.train.trainer import Objective, Trainer, TrainResult
 from ant.versions import STAGES
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def make_trainer(
         seed=seed,
         out_dir=out_dir,
         fingerprint=fingerprint,
+        select=hp.optim.select,
         progress=progress,
     )
 
@@ -107,6 +108,42 @@ def evaluation_counts(evaluation: Evaluation) -> dict[str, Any]:
     return {
         "tied_targets": {rule: result.tied_targets for rule, result in evaluation.rules.items()},
         "repeated_targets": evaluation.repeated_targets,
+    }
+
+
+def run_record(
+    task: Task,
+    result: TrainResult,
+    test: EvalRows,
+    test_eval: Evaluation,
+    hp: Hparams,
+    model: torch.nn.Module,
+    pretrained: Path | None,
+    device: torch.device,
+    seconds: float,
+) -> dict[str, Any]:
+    """What every run's metrics.json holds besides its method's own keys: training, both rules' metrics, ties
+    and repeats, references, size, provenance and settings."""
+    return {
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from,
+        "history_rule": test_eval.rule,
+        "tie_rule": hp.eval.ties,
+        "selection": hp.optim.select,
+        **metric_sections("valid", result.best_metrics),
+        **metric_sections("test", test_eval.flat_metrics()),
+        **evaluation_counts(test_eval),
+        "users": len(test),
+        "items": task.n_items,
+        "reference_test": reference_metrics(task.splits["train"].target, test, task.n_items, hp.eval.ks),
+        "parameters": parameter_counts(model),
+        "pretrained": str(pretrained) if pretrained else None,
+        "pretrained_sha256": sha256_file(pretrained) if pretrained else None,
+        "device": str(device),
+        "seconds": round(seconds, 2),
+        "hparams": hp.to_dict(),
     }
 
 

@@ -1,7 +1,8 @@
 """One trainer for every model (ANT now, the baselines later): the model-specific part is an `Objective`.
 
     Adam (trainable parameters only, no weight decay), learning rate x lr_decay after every epoch, validation after
-    every epoch, the best-validation weights kept (strictly better `select` metric; ties keep the earlier epoch),
+    every epoch, the best-validation weights kept (strictly better `select` metric; ties keep the earlier epoch;
+    select None: no validation, the last epoch kept),
     optional early stopping after `patience` epochs without improvement, bf16 autocast on CUDA, a progress bar.
 
 Exact resume: after every epoch the trainer writes `resume.pt` in the run's folder (atomically; it is not an
@@ -78,7 +79,7 @@ class Trainer:
         seed: int,
         out_dir: str | Path,
         fingerprint: str,
-        select: str = "recall@10",
+        select: str | None = "recall@10",
         progress: bool = True,
     ) -> None:
         self.objective, self.model = objective, objective.model
@@ -106,7 +107,7 @@ class Trainer:
                 break
             self.epoch += 1
             row = self._train_epoch()
-            row |= self._validate()
+            row |= self._validate() if self.select is not None else self._keep_last()
             self.history.append(row)
             log.info(
                 "epoch %d/%d loss %.4f (%.1fs) valid %s%s",
@@ -162,6 +163,12 @@ class Trainer:
                 f"training diverged at epoch {self.epoch} (loss {means.get('loss')}); lower the learning rate"
             )
         return {"epoch": self.epoch, "lr": lr, **means, "train_seconds": round(time.perf_counter() - start, 3)}
+
+    def _keep_last(self) -> dict[str, Any]:
+        """Without validation (pre-training stages that run a fixed budget), the last epoch is the kept one."""
+        self.best_epoch = self.epoch
+        self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        return {"best": True}
 
     def _validate(self) -> dict[str, Any]:
         start = time.perf_counter()

@@ -1,0 +1,90 @@
+"""What a baseline is to the one trainer and evaluator (spec baselines.md section 12), and what they share.
+
+A baseline module defines a `Settings` dataclass (its config entry under `baselines.<method>`, a comment on every
+field, the schema's defaults) and a `Model(settings, task)` subclass of `Baseline`. Its ids follow RecBole: item
+id = item_idx + 1, row 0 of an id table is padding (and a mask token may follow the N items), but padding and mask
+rows are never candidates: every softmax and every ranking runs over the N real items (spec section 2.3).
+
+A model provides
+  - `encode(history, length, user)`: hidden states [B, T, d], the state at position j predicting the item after
+    history[:, j] (for a causal model, exactly the prefix row's state, so `train.rows: all_positions` is exact
+    when `exact_all_positions`);
+  - `candidates()`: the [N, d] vectors of the N items that states are scored against (dot product);
+  - and inherits next-item cross-entropy (`loss`) and the evaluation scorer (`scores`) built from those two, or
+    overrides them (BERT4Rec's cloze loss, its appended mask token at inference).
+Histories arrive as task-local item_idx with PAD = -1 (ant.train.batches); `ids()` turns them into RecBole ids.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ant.errors import UserError
+from ant.model.files import load_weights, read_metadata, save_weights
+from ant.model.transformer import last_position
+from ant.train.batches import Batch
+
+FORMAT = "ant-baseline/1"
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What a baseline is built for: the task's sizes and, for feature-aware models, its frozen features."""
+
+    n_items: int
+    n_users: int
+    max_history: int
+    features: dict[str, np.ndarray]  # modality -> float32 [N, d_m] in item_idx order (the method's modalities)
+
+
+def ids(history: torch.Tensor) -> torch.Tensor:
+    """Task-local item_idx with PAD = -1 -> RecBole item ids, 0 = padding."""
+    return history + 1
+
+
+class Baseline(nn.Module, metaclass=abc.ABCMeta):
+    exact_all_positions: ClassVar[bool] = False  # one causal pass gives every prefix row's state (spec 2.6)
+
+    @abc.abstractmethod
+    def encode(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+        """Hidden states [B, T, d] of histories [B, T] (item_idx, PAD = -1), lengths [B] and users [B]."""
+
+    @abc.abstractmethod
+    def candidates(self) -> torch.Tensor:
+        """[N, d]: what a state is scored against, for the N real items in item_idx order."""
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Next-item cross-entropy over the N real items, at every position of the batch that has a target."""
+        states, target, _ = batch.select(self.encode(batch.history, batch.length, batch.user))
+        return F.cross_entropy(self.logits(states), target)
+
+    def logits(self, states: torch.Tensor) -> torch.Tensor:
+        """states [M, d] -> [M, N] dot products with every real item, in float32 even under autocast."""
+        with torch.autocast(states.device.type, enabled=False):
+            return states.float() @ self.candidates().float().T
+
+    def scores(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+        """The evaluator's scorer: each row's state at its last real position against all N items."""
+        return self.logits(last_position(self.encode(history, length, user), length))
+
+
+def save_baseline(model: Baseline, path: str | Path, method: str, settings: Any, metadata: dict[str, str]) -> None:
+    meta = {"method": method, "settings": json.dumps(asdict(settings), sort_keys=True), **metadata}
+    save_weights(model, path, FORMAT, meta)
+
+
+def load_state(path: str | Path, method: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights and settings of a `method` file (e.g. S3-Rec's pre-trained checkpoint), checked."""
+    meta = read_metadata(path, FORMAT, f"a {method} model")
+    if meta.get("method") != method:
+        raise UserError(f"{path} holds a {meta.get('method')} model, not {method}")
+    return load_weights(path), json.loads(meta["settings"])
