@@ -33,7 +33,7 @@ from ant.methods import METHODS, Method
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import Task, load_tasks
 from ant.train.evaluate import EvalRows, Evaluation, evaluate
-from ant.train.hparams import Hparams, parse_hparams
+from ant.train.hparams import PRESETS, Hparams, parse_hparams
 from ant.train.runs import (
     add_common_arguments,
     fingerprint,
@@ -51,6 +51,7 @@ BASELINES = [m.name for m in METHODS.values() if m.is_baseline]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=BASELINES, help="the baseline (ant/methods.py)")
+    add_preset_argument(parser)
     add_common_arguments(parser)
     parser.add_argument("--pretrained", type=Path, help="the method's pre-trained checkpoint (S3-Rec)")
 
@@ -92,11 +93,17 @@ class BaselineObjective:
         return result
 
 
+def add_preset_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preset", choices=[p for p in PRESETS if p != "pretrain"], help="training preset (default: the method's)"
+    )
+
+
 def prepare(args: argparse.Namespace, stage: str) -> tuple[Method, ModuleType, Hparams, Task, Baseline]:
     """What both baseline commands start from: the method, its settings, the one task and a fresh model."""
     method = METHODS[args.method]
     module = importlib.import_module(method.module)
-    hp = parse_hparams(args.hparams, method.preset, module.Settings)
+    hp = parse_hparams(args.hparams, args.preset or method.preset, module.Settings)
     tasks = load_tasks(args.sequences, args.items, args.features, hp.max_history, method.modalities)
     if len(tasks) != 1:
         raise UserError(f"{stage} trains on one target task; got {len(tasks)} tasks")
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         task.name,
         device,
         layout,
-        method.preset,
+        args.preset or method.preset,
         parameter_counts(model)["trainable"],
     )
     result = trainer.fit()
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "label": method.title,
         "variant": variant,
         "seed": args.seed,
-        "preset": method.preset,
+        "preset": args.preset or method.preset,
         "rows": layout,
         **run_record(task, result, test, test_eval, hp, model, pretrained, device, time.perf_counter() - start),
     }

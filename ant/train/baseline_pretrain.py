@@ -23,7 +23,7 @@ from ant.device import resolve_device
 from ant.errors import UserError
 from ant.io import write_json
 from ant.methods import METHODS
-from ant.train.baseline import prepare
+from ant.train.baseline import add_preset_argument, prepare
 from ant.train.batches import Batch, TrainRows
 from ant.train.runs import add_common_arguments, fingerprint, make_trainer, parameter_counts
 from ant.train.trainer import write_history
@@ -34,6 +34,7 @@ PRETRAINING = [m.name for m in METHODS.values() if m.is_baseline and m.pretrain 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=PRETRAINING, help="the baseline (ant/methods.py)")
+    add_preset_argument(parser)
     add_common_arguments(parser)
 
 

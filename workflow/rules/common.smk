@@ -48,6 +48,19 @@ for _files in RAW.values():
         if _known.urls != _raw.urls:
             _config_error(f"resources/{_raw.dest} would come from two different places ({_known.task}, {_raw.task})")
 
+BASELINES = config["baselines"]
+BASELINE_RUNS = list(BASELINES["run"])
+# keys of a `baselines.<method>` entry that set the optimisation; every other key is a model setting
+BASELINE_OPTIM = ("preset", "lr", "batch_size", "epochs", "patience")
+for _method in METHODS.values():
+    if not _method.is_baseline:
+        continue
+    for _task, _override in BASELINES[_method.name]["tasks"].items():
+        if _task not in TASKS:
+            _config_error(f"baselines.{_method.name}.tasks.{_task}: no such task (known: {sorted(TASKS)})")
+        if _unknown := sorted(set(_override) - set(BASELINES[_method.name]) - {"tasks"}):
+            _config_error(f"baselines.{_method.name}.tasks.{_task}: unknown key(s) {_unknown}")
+
 DEMO = config["demo"]
 FEAT = config["features"]
 SEEDS = list(config["seeds"])
@@ -137,6 +150,7 @@ def all_targets():
     """The final targets (rule all, after every rule file is included)."""
     targets = [*rules.table_datasets.output, *rules.table_negative_transfer.output]
     targets += [feature_manifest(t, m) for t in USED_TASKS for m in MODALITIES]
+    targets += [baseline_run(t, m, seed) for t in TARGETS for m in BASELINE_RUNS for seed in SEEDS]
     if config["data"]["export_recbole"]:
         targets += expand(rules.export_recbole.output[0], task=USED_TASKS)
     return targets
@@ -156,6 +170,53 @@ def hparams(stage):
         "max_history": config["data"]["max_history"],
     }
     return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
+def baseline_settings(task, method):
+    """A baseline's config entry with the task's overrides (Table A1); `baselines.hparams: uniform` keeps the
+    method's own hidden_size and lr on every task."""
+    entry = BASELINES[method]
+    override = dict(entry["tasks"].get(task, {}))
+    if BASELINES["hparams"] == "uniform":
+        override = {k: v for k, v in override.items() if k not in ("hidden_size", "lr")}
+    return {k: v for k, v in entry.items() if k != "tasks"} | override
+
+
+def baseline_variant(task, method):
+    return METHODS[method].variant_of(baseline_settings(task, method))
+
+
+def baseline_hparams(task, method):
+    """--hparams of a baseline run: its model settings, the optimisation keys it sets (the rest: its preset's;
+    patience 0 = never stop early), and the shared train/eval settings."""
+    settings = baseline_settings(task, method)
+    optim = {k: settings[k] for k in ("lr", "batch_size")}
+    if settings["epochs"] is not None:
+        optim["epochs"] = settings["epochs"]
+    if settings["patience"] is not None:
+        optim["patience"] = settings["patience"] or None
+    hparams = {
+        "model": {k: v for k, v in settings.items() if k not in BASELINE_OPTIM},
+        "optim": optim,
+        "train": config["train"],
+        "eval": config["eval"],
+        "max_history": config["data"]["max_history"],
+    }
+    return shlex.quote(json.dumps(hparams, sort_keys=True))
+
+
+def baseline_inputs(wildcards):
+    inputs = task_inputs(wildcards.task, wildcards.method)
+    if METHODS[wildcards.method].pretrain == "target":
+        inputs["pretrained"] = expand(rules.pretrain_baseline.output.model, **wildcards)[0]
+    return inputs
+
+
+def baseline_run(task, method, seed):
+    """A baseline run's metrics.json (its variant folder named by the configured switches)."""
+    return expand(
+        rules.train_baseline.output.metrics, task=task, method=method, variant=baseline_variant(task, method), seed=seed
+    )[0]
 
 
 def pretrain_inputs(wildcards):
