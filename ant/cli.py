@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-baseline": ("ant.train.baseline_pretrain", "a baseline's own pre-training on a target task (S3-Rec)"),
     "train-baseline": ("ant.train.baseline", "train a baseline (NPE, SASRec, ...) on a target task"),
     "table": ("ant.analysis.tables", "render a result table (csv + md)"),
-    "bench": ("ant.bench", "benchmarks: data, features, train, precision"),
+    "bench": ("ant.bench", "benchmarks: data, features, train, baselines, precision"),
 }
 
 
