@@ -510,3 +510,24 @@ def test_routing_noise_std_statistically():
         assert ((std - wrong).abs() / wrong.clamp(min=1e-3)).max() > 0.2
     adaptor.eval()
     assert torch.equal(adaptor.routing(x), torch.softmax(x @ adaptor.gate, -1))
+
+
+def test_the_bidirectional_encoder_matches_the_reference_without_a_causal_mask():
+    """BERT4Rec's and S3-Rec's pre-training setting: every real key, padding masked; the causal reference
+    (and the reference without any mask) must not match."""
+    causal = perturbed_sasrec(4)
+    model = SequenceEncoder(
+        D, max_length=MAX_LENGTH, layers=LAYERS, heads=HEADS, inner_size=INNER, dropout=0.5, eps=SPEC_EPS, causal=False
+    ).eval()
+    model.load_state_dict(causal.state_dict())
+    items, length = random_batch([9, 7, 5, 3, 2, 1], 9, seed=4)
+    with torch.no_grad():
+        hidden = model(items, length)
+        expected = {
+            name: ReferenceSASRec(model, VARIANTS[name])(items, length).float()
+            for name in ("no causal mask", "correct", "no mask at all")
+        }
+    got = real_positions(hidden, length)
+    torch.testing.assert_close(got, real_positions(expected["no causal mask"], length))
+    for wrong in ("correct", "no mask at all"):
+        assert (got - real_positions(expected[wrong], length)).abs().max() > 1e-4, wrong
