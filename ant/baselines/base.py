@@ -11,7 +11,9 @@ A model provides
     when `exact_all_positions`);
   - `candidates()`: the [N, d] vectors of the N items that states are scored against (dot product);
   - and inherits next-item cross-entropy (`loss`) and the evaluation scorer (`scores`) built from those two, or
-    overrides them (BERT4Rec's cloze loss, its appended mask token at inference).
+    overrides them (BERT4Rec's cloze loss; its `encode` returns T + 1 columns, the mask token appended at len).
+Random draws (masks, negatives, augmentations) come from torch's global generator inside `loss`, which the
+trainer seeds and saves in resume.pt: the spec's `batch_transform(batch, rng)` is that, without a separate hook.
 Histories arrive as task-local item_idx with PAD = -1 (ant.train.batches); `ids()` turns them into RecBole ids.
 """
 
