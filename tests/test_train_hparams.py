@@ -33,8 +33,9 @@ def test_defaults_are_the_schema_defaults():
 
 def test_the_workflow_settings_round_trip():
     text = (
-        '{"model": {"hidden_size": 64, "modalities": ["text", "price"]}, "optim": {"epochs": 3, "patience": 2, "select": "ndcg@5"},'
-        ' "train": {"rows": "all_positions"}, "eval": {"ks": [5, 20], "exclude_history": true}, "max_history": 20}'
+        '{"model": {"hidden_size": 64, "modalities": ["text", "price"]},'
+        ' "optim": {"epochs": 3, "patience": 2, "select": "ndcg@5"}, "train": {"rows": "all_positions"},'
+        ' "eval": {"ks": [5, 20], "exclude_history": true}, "max_history": 20}'
     )
     hp = parse_hparams(text, "pretrain")
     assert hp.model.hidden_size == 64 and hp.model.modalities == ("text", "price")

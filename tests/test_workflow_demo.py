@@ -93,6 +93,19 @@ def test_ant_is_far_above_most_popular(demo):
         assert recall > 2 * popular_recall and recall > 0.1, (task, recall, popular_recall)
 
 
+def test_every_baseline_beats_most_popular_on_both_targets(demo):
+    runs = CONFIG["baselines"].get("run", [m.name for m in METHODS.values() if m.is_baseline])
+    assert len(runs) == 5
+    for task in CONFIG["targets"]:
+        for method in runs:
+            path = demo / f"results/runs/{task}/{method}/default/seed0/metrics.json"
+            metrics = json.loads(path.read_text())
+            for rule in HISTORY_RULES:
+                recall = metrics[f"test_{rule}"]["recall@10"]
+                popular = metrics["reference_test"][f"most_popular_{rule}"]["recall@10"]
+                assert recall > popular, (task, method, rule, recall, popular)
+
+
 def test_second_run_has_nothing_to_do(demo):
     run = snakemake(demo, "-n", "all")
     assert run.returncode == 0, run.stderr

@@ -34,6 +34,8 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     assert jobs["table_datasets"] == 1 and jobs["table_negative_transfer"] == 1
     assert jobs["pretrain"] == len(demo.get("seeds", [0]))
     assert jobs["adapt"] == 4 * len(demo["targets"]) * len(demo.get("seeds", [0]))
+    assert jobs["train_baseline"] == 5 * len(demo["targets"]) * len(demo.get("seeds", [0]))  # the five baselines
+    assert jobs["pretrain_baseline"] == len(demo["targets"]) * len(demo.get("seeds", [0]))  # S3-Rec's, per target
 
 
 def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
@@ -112,6 +114,8 @@ PAPER_JOBS = {
     "embed_price": (1, {}),
     "pretrain": (2, {"gpu": 1, "mem_mb": 64000, "runtime": 4320}),
     "adapt": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
+    "train_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
+    "pretrain_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 1440}),
 }
 PAPER_JOBS_SET_ELSEWHERE = {"table_negative_transfer", "all"}  # analysis.smk, the Snakefile
 
