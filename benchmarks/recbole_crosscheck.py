@@ -6,6 +6,7 @@
     python benchmarks/recbole_crosscheck.py data           # the demo target, exported by the workflow
     python benchmarks/recbole_crosscheck.py train          # both sides x models x seeds; metrics and epoch times
     python benchmarks/recbole_crosscheck.py exact          # RecBole's weights copied into ours: same logits, loss?
+    python benchmarks/recbole_crosscheck.py timing         # per-epoch time alone: fixed-length rounds, alternating
     python benchmarks/recbole_crosscheck.py report         # the tables, from what train and exact left
 
 One script, two interpreters. The commands above run under the project's venv (`ant` importable); the RecBole
@@ -328,6 +329,9 @@ def text_fdsa_class():
             u = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
             return u @ self.item_embedding.weight.T
 
+    # RecBole's checkpoint pickles the config, which holds the model class: make it a module-level name
+    TextFDSA.__module__, TextFDSA.__qualname__ = __name__, "TextFDSA"
+    globals()["TextFDSA"] = TextFDSA
     return TextFDSA
 
 
@@ -628,10 +632,12 @@ def ant_train(model: str, s: dict[str, Any], seed: int, rows: str, out: Path, p:
 
 
 def recbole_train(
-    model: str, s: dict[str, Any], seed: int, out: Path, p: dict[str, Path], args: argparse.Namespace
+    model: str, s: dict[str, Any], seed: int, out: Path, p: dict[str, Path], args: argparse.Namespace, upstream: bool
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     config = recbole_config(model, s, p["recbole"], seed, out, p["text_npy"])
+    if upstream:
+        config["upstream_init"] = True  # FDSA as UniSRec builds it: the init re-draws the text table
     (out / "config.json").write_text(json.dumps(config, indent=1))
     cmd = [
         str(recbole_python(args)),
@@ -657,11 +663,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         for seed in args.seeds:
             layouts = ["prefixes"] if model == "bert4rec" else args.rows  # bidirectional: prefixes only
             sides = [("recbole", None)] + [(f"ant/{rows}", rows) for rows in layouts]
+            if model == "fdsa" and args.fdsa_upstream_init:
+                sides.append(("recbole_upstream_init", None))
             for side, rows in sides:
                 key = f"{model}/{side}/seed{seed}"
                 out = args.work / "train" / model / side.replace("/", "-") / f"seed{seed}"
                 if rows is None:
-                    results[key] = recbole_train(model, s, seed, out, p, args)
+                    results[key] = recbole_train(model, s, seed, out, p, args, side == "recbole_upstream_init")
                 else:
                     results[key] = ant_train(model, s, seed, rows, out, p)
                 r = results[key]
@@ -670,6 +678,25 @@ def cmd_train(args: argparse.Namespace) -> int:
                     + " ".join(f"{m} {r['test'][m]:.4f}" for m in METRICS)
                 )
                 (args.work / "train.json").write_text(json.dumps({"settings": s, "results": results}, indent=1))
+    return cmd_report(args)
+
+
+def cmd_timing(args: argparse.Namespace) -> int:
+    """Per-epoch training time alone: rounds of a fixed number of epochs, RecBole and ours alternating."""
+    p, s = paths(args.work), shared(args) | {"epochs": args.timing_epochs, "patience": None}
+    timing: dict[str, list[float]] = {}
+    for model in args.models:
+        layouts = ["prefixes"] if model == "bert4rec" else args.rows
+        for round_ in range(args.timing_rounds):
+            for side in ["recbole"] + [f"ant/{rows}" for rows in layouts]:
+                out = args.work / "timing" / model / side.replace("/", "-") / f"round{round_}"
+                if side == "recbole":
+                    r = recbole_train(model, s | {"patience": args.timing_epochs}, 0, out, p, args, False)
+                else:
+                    r = ant_train(model, s, 0, side.split("/", 1)[1], out, p)
+                timing.setdefault(f"{model}/{side}", []).extend(r["train_seconds"])
+                print(f"{model}/{side} round {round_}: median {median(r['train_seconds']):.3f} s / epoch")
+        (args.work / "timing.json").write_text(json.dumps({"settings": s, "seconds": timing}, indent=1))
     return cmd_report(args)
 
 
@@ -808,6 +835,13 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
 
 
+def difference(a: list[float], b: list[float]) -> str:
+    """mean(a) - mean(b) and z = that / sqrt(var_a / n_a + var_b / n_b) (Welch's statistic)."""
+    delta = statistics.mean(a) - statistics.mean(b)
+    se = math.sqrt(statistics.variance(a) / len(a) + statistics.variance(b) / len(b))
+    return f"{delta:+.4f} (z {delta / se:+.1f})" if se > 0 else f"{delta:+.4f}"
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """The tables of what `train` and `exact` wrote, as report.md in --work."""
     results = load_results(args.work)
@@ -815,6 +849,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if results:
         version = next((r["recbole"] for k, r in results.items() if "/recbole/" in k), "?")
         lines += [f"## Test metrics, mean ± std over seeds (RecBole {version}; ours: test_history_kept)", ""]
+        if not version.startswith("1.1") and any(k.startswith("bert4rec/") for k in results):
+            lines += [
+                f"BERT4Rec under RecBole {version} is not the v1.1.1 model ours reproduces (output head, 50 positions,"
+                " ft_ratio; spec section 5): its row is not expected to agree; SASRec and FDSA are.",
+                "",
+            ]
         lines += ["| model | side | seeds | " + " | ".join(METRICS) + " | epochs run | s / epoch |"]
         lines += ["|---" * (len(METRICS) + 5) + "|"]
         timing: dict[tuple[str, str], tuple[float, float]] = {}
@@ -830,17 +870,44 @@ def cmd_report(args: argparse.Namespace) -> int:
                 epochs = " ".join(str(r["epochs_run"]) for r in runs)
                 row = f"| {model} | {side} | {len(runs)} | " + " | ".join(cells)
                 lines.append(row + f" | {epochs} | {timing[(model, side)][0]:.3f} |")
+        lines += ["", "## Ours - RecBole: difference of the seed means / its standard error (|z| < 2: seed noise)", ""]
+        lines += ["| model | side | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for model in MODELS:
+            base = [r for k, r in results.items() if k.startswith(f"{model}/recbole/seed")]
+            sides = {k.split("/", 1)[1].rsplit("/", 1)[0] for k in results if k.startswith(model + "/")}
+            for side in sorted(x for x in sides if x != "recbole"):
+                runs = [r for k, r in results.items() if k.startswith(f"{model}/{side}/seed")]
+                if len(base) > 1 and len(runs) > 1:
+                    cells = [difference([r["test"][m] for r in runs], [r["test"][m] for r in base]) for m in METRICS]
+                    lines.append(f"| {model} | {side} | " + " | ".join(cells) + " |")
         lines += ["", "## Training time per epoch (median epoch of a run, mean over seeds; fastest epoch of all)", ""]
         lines += [
             "| model | ours | ours median | RecBole median | RecBole / ours | ours fastest | RecBole fastest | ratio |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for (model, side), (med, fast) in timing.items():
-            if side != "recbole" and (model, "recbole") in timing:
+            if not side.startswith("recbole") and (model, "recbole") in timing:
                 rb_med, rb_fast = timing[(model, "recbole")]
                 lines.append(
                     f"| {model} | {side} | {med:.3f} s | {rb_med:.3f} s | {rb_med / med:.1f}x | {fast:.3f} s "
                     f"| {rb_fast:.3f} s | {rb_fast / fast:.1f}x |"
+                )
+    timing_file = args.work / "timing.json"
+    if timing_file.exists():
+        t = json.loads(timing_file.read_text())
+        rounds = t["settings"]["epochs"]
+        lines += ["", f"## Timing runs: {rounds}-epoch rounds, RecBole and ours alternating (all epochs pooled)", ""]
+        lines += [
+            "| model | ours | ours median | RecBole median | RecBole / ours | ours fastest | RecBole fastest | ratio |"
+        ]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for key, sec in t["seconds"].items():
+            model, side = key.split("/", 1)
+            rb = t["seconds"].get(f"{model}/recbole")
+            if side != "recbole" and rb:
+                lines.append(
+                    f"| {model} | {side} | {median(sec):.3f} s | {median(rb):.3f} s | {median(rb) / median(sec):.1f}x "
+                    f"| {min(sec):.3f} s | {min(rb):.3f} s | {min(rb) / min(sec):.1f}x |"
                 )
     exact_file = args.work / "exact.json"
     if exact_file.exists():
@@ -881,6 +948,7 @@ def cmd_all(args: argparse.Namespace) -> int:
         cmd_data(args)
     cmd_exact(args)
     cmd_train(args)
+    cmd_timing(args)
     return 0
 
 
@@ -898,6 +966,13 @@ def main(argv: list[str] | None = None) -> int:
         default=["prefixes", "all_positions"],
         help="our row layouts (prefixes = RecBole's rows; BERT4Rec: prefixes only)",
     )
+    common.add_argument(
+        "--fdsa-upstream-init",
+        action="store_true",
+        help="`train`: also RecBole's FDSA built in UniSRec's order (its init re-draws the text table)",
+    )
+    common.add_argument("--timing-epochs", type=int, default=10, help="`timing`: epochs per round")
+    common.add_argument("--timing-rounds", type=int, default=3, help="`timing`: rounds per side")
     common.add_argument("--hidden-size", type=int, default=64)
     common.add_argument("--lr", type=float, default=1e-3)
     common.add_argument("--batch-size", type=int, default=256, help="both sides (demo: ~1,800 training rows)")
@@ -908,6 +983,7 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--reinstall", action="store_true", help="`all`: run setup even if the venv exists")
     for name, fn in (
         ("all", cmd_all),
+        ("timing", cmd_timing),
         ("setup", cmd_setup),
         ("data", cmd_data),
         ("train", cmd_train),
