@@ -32,7 +32,7 @@ from torch import nn
 
 from ant.errors import UserError
 from ant.model.files import load_weights, read_metadata, save_weights
-from ant.model.transformer import last_position
+from ant.model.transformer import RECBOLE_EPS, SequenceEncoder, last_position
 from ant.train.batches import Batch
 
 FORMAT = "ant-baseline/1"
@@ -77,6 +77,22 @@ class Baseline(nn.Module, metaclass=abc.ABCMeta):
     def scores(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
         """The evaluator's scorer: each row's state at its last real position against all N items."""
         return self.logits(last_position(self.encode(history, length, user), length))
+
+
+def recbole_encoder(settings: Any, max_length: int, causal: bool) -> SequenceEncoder:
+    """RecBole's Transformer (eps 1e-12) from a baseline's settings: hidden_size, layers, attention_heads,
+    inner_size, dropout, attn_dropout."""
+    return SequenceEncoder(
+        settings.hidden_size,
+        max_length,
+        settings.layers,
+        settings.attention_heads,
+        settings.inner_size,
+        settings.dropout,
+        settings.attn_dropout,
+        eps=RECBOLE_EPS,
+        causal=causal,
+    )
 
 
 def save_baseline(model: Baseline, path: str | Path, method: str, settings: Any, metadata: dict[str, str]) -> None:

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ant.baselines.base import Baseline, TaskShape, ids
+from ant.baselines.base import Baseline, TaskShape, ids, recbole_encoder
 from ant.errors import UserError
-from ant.model.transformer import RECBOLE_EPS, SequenceEncoder, recbole_init, right_padded
+from ant.model.transformer import recbole_init, right_padded
 from ant.train.batches import Batch
 
 VARIANTS = ("recbole111", "fixed")
@@ -79,17 +79,8 @@ class Model(Baseline):
                 f"bert4rec: int(mask_ratio {settings.mask_ratio} x max_history {task.max_history}) = 0 loss slots"
             )
         self.items = nn.Embedding(task.n_items + 2, settings.hidden_size, padding_idx=0)
-        self.encoder = SequenceEncoder(
-            settings.hidden_size,
-            task.max_history + 1,  # 51 positions: the appended mask of a full history sits at P[L]
-            settings.layers,
-            settings.attention_heads,
-            settings.inner_size,
-            settings.dropout,
-            settings.attn_dropout,
-            eps=RECBOLE_EPS,
-            causal=False,
-        )
+        # 51 positions: the appended mask of a full history sits at P[L]
+        self.encoder = recbole_encoder(settings, task.max_history + 1, causal=False)
         self.apply(recbole_init)  # as RecBole, this also draws the padding row (it gets no gradient)
 
     def hidden(self, tokens: torch.Tensor, length: torch.Tensor) -> torch.Tensor:

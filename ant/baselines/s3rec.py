@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ant.baselines import s3rec_pretext as pretext
-from ant.baselines.base import Baseline, TaskShape, ids
-from ant.model.transformer import RECBOLE_EPS, SequenceEncoder, recbole_init, right_padded, run_layers
+from ant.baselines.base import Baseline, TaskShape, ids, recbole_encoder
+from ant.model.transformer import recbole_init, right_padded, run_layers
 from ant.train.batches import Batch
 
 
@@ -88,17 +88,8 @@ class Model(Baseline):
         # attribute a = item id a: row 0 the padding item's zero vector. Frozen input, not part of the checkpoint.
         self.register_buffer("text", torch.cat([text.new_zeros(1, text.shape[1]), text]), persistent=False)
         self.items = nn.Embedding(task.n_items + 2, d, padding_idx=0)  # + the mask token N + 1
-        self.encoder = SequenceEncoder(
-            d,
-            task.max_history,
-            settings.layers,
-            settings.attention_heads,
-            settings.inner_size,
-            settings.dropout,
-            settings.attn_dropout,
-            eps=RECBOLE_EPS,
-            causal=True,  # fine-tuning's direction; pre-training calls the same layers bidirectionally
-        )
+        # fine-tuning's direction; pre-training calls the same layers bidirectionally
+        self.encoder = recbole_encoder(settings, task.max_history, causal=True)
         self.adapter = nn.Sequential(nn.Linear(text.shape[1], d), nn.ReLU())  # MLPLayers([768, d]), dropout 0
         self.aap, self.mip, self.map, self.sp = (nn.Linear(d, d) for _ in range(4))  # upstream `<task>_norm`
         self.apply(recbole_init)  # as RecBole, this also draws the padding row (it gets no gradient)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ant.baselines.base import Baseline, TaskShape, ids
-from ant.model.transformer import RECBOLE_EPS, SequenceEncoder, recbole_init
+from ant.baselines.base import Baseline, TaskShape, ids, recbole_encoder
+from ant.model.transformer import recbole_init
 
 
 @dataclass(frozen=True)
@@ -38,17 +38,7 @@ class Model(Baseline):
         super().__init__()
         self.settings = settings
         self.items = nn.Embedding(task.n_items + 1, settings.hidden_size, padding_idx=0)
-        self.encoder = SequenceEncoder(
-            settings.hidden_size,
-            task.max_history,
-            settings.layers,
-            settings.attention_heads,
-            settings.inner_size,
-            settings.dropout,
-            settings.attn_dropout,
-            eps=RECBOLE_EPS,
-            causal=True,
-        )
+        self.encoder = recbole_encoder(settings, task.max_history, causal=True)
         self.apply(recbole_init)  # as RecBole, this also draws the padding row (it gets no gradient)
 
     def encode(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
