@@ -106,14 +106,14 @@ METHODS: dict[str, Method] = {
         _baseline("npe", "NPE", "interaction", {"item_ids", "user_ids"}, switches=(("sum_padding", True),)),
         _baseline("sasrec", "SASRec", "interaction", {"item_ids"}),
         _baseline("bert4rec", "BERT4Rec", "interaction", {"item_ids"}, switches=(("variant", "recbole111"),)),
-        _baseline("fdsa", "FDSA", "text", {"item_ids", "text"}),
+        _baseline("fdsa", "FDSA", "text", {"item_ids", "text"}, switches=(("text_table", "upstream"),)),
         _baseline(
             "s3rec",
             "S3-Rec",
             "text",
             {"item_ids", "text"},
             pretrain="target",
-            switches=(("label_alignment", "upstream"),),
+            switches=(("label_alignment", "upstream"), ("text_table", "upstream")),
         ),
         Method(
             name="ant",

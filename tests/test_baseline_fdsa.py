@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from ant.baselines import fdsa
-from ant.baselines.base import TaskShape
+from ant.baselines.base import TaskShape, text_table
+from ant.methods import METHODS
 from ant.model.transformer import SequenceEncoder, TransformerLayer, last_position
 from ant.train.batches import Batch
 from tests.train_helpers import make_world, run_cli
 
 N, TEXT, L, D = 11, 12, 8, 16
-SMALL = fdsa.Settings(hidden_size=D, layers=2, attention_heads=2, inner_size=24)
+SMALL = fdsa.Settings(hidden_size=D, layers=2, attention_heads=2, inner_size=24, text_table="features")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -175,7 +176,7 @@ def test_shapes_and_padding_is_never_a_candidate():
 
 
 def test_defaults_are_the_spec():
-    assert fdsa.Settings() == fdsa.Settings(256, 2, 2, 256, 0.5, 0.5)
+    assert fdsa.Settings() == fdsa.Settings(256, 2, 2, 256, 0.5, 0.5, "upstream")
     model = fdsa.Model(fdsa.Settings(hidden_size=64, inner_size=256), task())
     assert model.adapter[0].in_features == TEXT and model.adapter[0].out_features == 64  # the adapter follows d
     assert isinstance(model.adapter[1], nn.ReLU) and model.concat.in_features == 128
@@ -199,3 +200,23 @@ def test_fdsa_trains_through_train_baseline_above_most_popular(tmp_path):
     popular = metrics["reference_test"]["most_popular_history_kept"]["recall@10"]
     assert metrics["test_history_kept"]["recall@10"] > popular, metrics
     assert (out / "ranks.parquet").exists() and (out / "model.safetensors").exists()
+
+
+def test_the_upstream_text_table_is_frozen_noise_and_the_fix_is_the_bert_table():
+    """UniSRec's FDSA and S3-Rec re-draw their frozen copy of the BERT table with RecBole's init (N(0, 0.02)):
+    the default reproduces that, `text_table: features` reads the features (ant.baselines.base.text_table)."""
+    shape = task()
+    torch.manual_seed(3)
+    upstream = text_table(shape, "upstream")
+    torch.manual_seed(3)
+    again = text_table(shape, "upstream")
+    features = text_table(shape, "features")
+    assert upstream.shape == features.shape == (N + 1, TEXT) and torch.equal(upstream, again)  # seeded
+    assert 0.015 < upstream.std().item() < 0.025 and upstream[0].any()  # the padding row re-drawn too
+    torch.testing.assert_close(features[1:], torch.as_tensor(shape.features["text"]))
+    assert not features[0].any()
+    other = TaskShape(shape.n_items, shape.n_users, shape.max_history, {"text": shape.features["text"] * 5 + 1})
+    torch.manual_seed(3)
+    assert torch.equal(text_table(other, "upstream"), upstream)  # the features never reach the upstream table
+    assert fdsa.Settings(text_table="bert").problems() and not fdsa.Settings().problems()
+    assert METHODS["fdsa"].variant_of(vars(fdsa.Settings(text_table="features"))) == "text_table-features"

@@ -26,7 +26,7 @@ from tests.train_helpers import make_world, run_cli
 
 N, TEXT, L, D = 7, 12, 8, 8
 MASK = N + 1
-SMALL = s3rec.Settings(hidden_size=D, layers=1, attention_heads=2, inner_size=8)
+SMALL = s3rec.Settings(hidden_size=D, layers=1, attention_heads=2, inner_size=8, text_table="features")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -389,10 +389,13 @@ def test_settings_defaults_and_problems():
     )
     assert (s.mask_ratio, s.aap_weight, s.mip_weight, s.map_weight, s.sp_weight) == (0.2, 1.0, 0.2, 1.0, 0.5)
     assert (s.pretrain_epochs, s.pretrain_lr, s.label_alignment) == (300, None, "upstream") and s.problems() == []
-    assert dict(METHODS["s3rec"].switches) == {"label_alignment": "upstream"}
+    assert dict(METHODS["s3rec"].switches) == {"label_alignment": "upstream", "text_table": "upstream"}
+    assert s.text_table == "upstream" and SMALL.text_table == "features"  # the tests of the text path read text
     assert METHODS["s3rec"].variant_of(vars(s3rec.Settings(label_alignment="fixed"))) == "label_alignment-fixed"
-    bad = s3rec.Settings(mask_ratio=1.0, sp_weight=-1, pretrain_epochs=0, pretrain_lr=0.0, label_alignment="left")
-    assert len(bad.problems()) == 5
+    bad = s3rec.Settings(
+        mask_ratio=1.0, sp_weight=-1, pretrain_epochs=0, pretrain_lr=0.0, label_alignment="left", text_table="bert"
+    )
+    assert len(bad.problems()) == 6
     with pytest.raises(UserError, match="model.label_alignment must be one of upstream, fixed"):
         parse_hparams(json.dumps({"model": {"label_alignment": "left"}}), "recbole", s3rec.Settings)
     with pytest.raises(UserError, match="model.mask_ratio must be in"):

@@ -79,6 +79,29 @@ class Baseline(nn.Module, metaclass=abc.ABCMeta):
         return self.logits(last_position(self.encode(history, length, user), length))
 
 
+TEXT_TABLES = ("upstream", "features")
+
+
+def text_table(task: TaskShape, which: str, std: float = 0.02) -> torch.Tensor:
+    """The frozen text table of UniSRec's FDSA and S3-Rec, in id order ([N + 1, d_text], row 0 padding).
+
+    "upstream": UniSRec's baselines build the model's frozen copy of the BERT table (`plm_embedding`, an
+    nn.Embedding with requires_grad False) *before* `self.apply(self._init_weights)`, which re-draws every
+    Embedding N(0, 0.02): the models train on a frozen random table, never on the text (found by
+    benchmarks/recbole_crosscheck.py; the paper's numbers come from this). "features": the BERT features, a zero
+    row 0 in front. Drawn from torch's generator, seeded before the model is built, so a rebuilt model (resume,
+    fine-tuning) has the same table without storing it.
+    """
+    if "text" not in task.features:
+        raise ValueError("this model reads the text features: the task has none")
+    text = torch.as_tensor(task.features["text"], dtype=torch.float32)  # [N, d_text] in item_idx order
+    if which == "upstream":
+        return torch.randn(text.shape[0] + 1, text.shape[1]) * std
+    if which != "features":
+        raise ValueError(f"text_table must be one of {', '.join(TEXT_TABLES)}, not {which!r}")
+    return torch.cat([text.new_zeros(1, text.shape[1]), text])
+
+
 def recbole_encoder(settings: Any, max_length: int, causal: bool) -> SequenceEncoder:
     """RecBole's Transformer (eps 1e-12) from a baseline's settings: hidden_size, layers, attention_heads,
     inner_size, dropout, attn_dropout."""

@@ -12,6 +12,10 @@ The head is position-wise, so applying it at every position gives each prefix ro
 streams `train.rows: all_positions` is exact (spec section 2.6). Upstream pools at len - 1 first and then applies
 the head; the same computation per row. RecBole's defaults apart from d: 2 layers, 2 heads, FFN inner 256,
 dropout 0.5 / 0.5, LayerNorm eps 1e-12, N(0, 0.02) initialisation of every Linear and Embedding (A included).
+
+X by default is what UniSRec's code really gives the model: its frozen copy of the BERT table is re-drawn
+N(0, 0.02) by that initialisation, so the paper's FDSA read a frozen random table, not the text
+(`text_table: upstream`; `features` reads the BERT table; ant.baselines.base.text_table).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ant.baselines.base import Baseline, TaskShape, ids
+from ant.baselines.base import TEXT_TABLES, Baseline, TaskShape, ids, text_table
 from ant.model.dropout import dropout
 from ant.model.transformer import RECBOLE_EPS, TransformerLayer, recbole_init, right_padded, run_layers
 
@@ -34,6 +38,11 @@ class Settings:
     inner_size: int = 256  # feed-forward width, independent of d (RecBole)
     dropout: float = 0.5  # the one shared dropout: both inputs, the head, the hidden states (hidden_dropout_prob)
     attn_dropout: float = 0.5  # on the attention probabilities (attn_dropout_prob)
+    text_table: str = "upstream"  # "upstream": a frozen random table, as UniSRec's code; "features": BERT's
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values (ant.train.hparams prefixes "model.")."""
+        return [] if self.text_table in TEXT_TABLES else [f"text_table must be one of {', '.join(TEXT_TABLES)}"]
 
 
 class Model(Baseline):
@@ -43,12 +52,9 @@ class Model(Baseline):
         super().__init__()
         self.settings = settings
         d = settings.hidden_size
-        if "text" not in task.features:
-            raise ValueError("FDSA reads the text features: the task has none")
-        text = torch.as_tensor(task.features["text"], dtype=torch.float32)  # [N, 768] in item_idx order
-        # id order: row 0 = padding (zero input), row i = item_idx i - 1. Frozen input, rebuilt from the feature
-        # store, so not part of the checkpoint.
-        self.register_buffer("text", torch.cat([text.new_zeros(1, text.shape[1]), text]), persistent=False)
+        # [N + 1, 768] in id order, frozen; rebuilt (not stored) with the model: see base.text_table
+        text = text_table(task, settings.text_table)
+        self.register_buffer("text", text, persistent=False)
         self.items = nn.Embedding(task.n_items + 1, d, padding_idx=0)
         self.adapter = nn.Sequential(nn.Linear(text.shape[1], d), nn.ReLU())  # MLPLayers([768, d]), dropout 0
         self.position = nn.Embedding(task.max_history, d)  # shared by both streams (spec section 6)

@@ -19,6 +19,8 @@ baselines.md section 7): self-supervised pre-training on the target task, then n
     CE inherited from Baseline (exact with all_positions); the text is not used.
 
 Heads W_aap, W_mip, W_map, W_sp: Linear(d, d) with bias; N(0, 0.02) init of every Linear and Embedding (RecBole).
+X_text by default is what UniSRec's code really gives pre-training: the frozen BERT table re-drawn N(0, 0.02) by
+that initialisation (`text_table: upstream`; `features` reads the BERT table; ant.baselines.base.text_table).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ant.baselines import s3rec_pretext as pretext
-from ant.baselines.base import Baseline, TaskShape, ids, recbole_encoder
+from ant.baselines.base import TEXT_TABLES, Baseline, TaskShape, ids, recbole_encoder, text_table
 from ant.model.transformer import recbole_init, right_padded, run_layers
 from ant.train.batches import Batch
 
@@ -51,6 +53,7 @@ class Settings:
     pretrain_epochs: int = 300  # the pre-training stage's fixed budget, last epoch kept (RecBole: 500)
     pretrain_lr: float | None = None  # the pre-training stage's lr; None: the method's lr (spec open point 3)
     label_alignment: pretext.LabelAlignment = "upstream"  # AAP/MAP labels: "upstream" right-padded, "fixed"
+    text_table: str = "upstream"  # "upstream": a frozen random table, as UniSRec's code; "features": BERT's
 
     def problems(self) -> list[str]:
         """What is wrong with these values (ant.train.hparams prefixes "model.")."""
@@ -66,6 +69,8 @@ class Settings:
             out.append("pretrain_lr must be null or > 0")
         if self.label_alignment not in pretext.ALIGNMENTS:
             out.append(f"label_alignment must be one of {', '.join(pretext.ALIGNMENTS)}")
+        if self.text_table not in TEXT_TABLES:
+            out.append(f"text_table must be one of {', '.join(TEXT_TABLES)}")
         return out
 
 
@@ -82,11 +87,9 @@ class Model(Baseline):
         self.settings, self.n_items, self.max_history = settings, task.n_items, task.max_history
         self.mask_id = task.n_items + 1
         d = settings.hidden_size
-        if "text" not in task.features:
-            raise ValueError("S3-Rec pre-trains on the text features: the task has none")
-        text = torch.as_tensor(task.features["text"], dtype=torch.float32)  # [N, 768] in item_idx order
-        # attribute a = item id a: row 0 the padding item's zero vector. Frozen input, not part of the checkpoint.
-        self.register_buffer("text", torch.cat([text.new_zeros(1, text.shape[1]), text]), persistent=False)
+        # attribute a = item id a, [N + 1, 768] frozen; rebuilt (not stored) with the model: see base.text_table
+        text = text_table(task, settings.text_table)
+        self.register_buffer("text", text, persistent=False)
         self.items = nn.Embedding(task.n_items + 2, d, padding_idx=0)  # + the mask token N + 1
         # fine-tuning's direction; pre-training calls the same layers bidirectionally
         self.encoder = recbole_encoder(settings, task.max_history, causal=True)
