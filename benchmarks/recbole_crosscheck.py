@@ -92,6 +92,8 @@ def ant_hparams(model: str, s: dict[str, Any], rows: str) -> dict[str, Any]:
     }
     if model == "bert4rec":
         settings["mask_ratio"] = s["mask_ratio"]
+    if model == "fdsa":
+        settings["text_table"] = "features"  # the RecBole side reads the text; its upstream-init side does not
     return {
         "model": settings,
         "optim": {
@@ -782,6 +784,8 @@ def compare_exact(model_name: str, dump: dict[str, Any], s: dict[str, Any], p: d
     }
     if model_name == "bert4rec":
         settings["mask_ratio"] = s["mask_ratio"]
+    if model_name == "fdsa":
+        settings["text_table"] = "features"  # the weights copied include RecBole's text-reading table input
     tokens = dump["tokens"]
     n_items = len(tokens) - 1
     features = {"text": np.load(p["text_npy"])} if model_name == "fdsa" else {}

@@ -9,6 +9,7 @@ masks, erf GELU) on those same RecBole-named tensors. The real cross-check again
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from pathlib import Path
@@ -132,6 +133,8 @@ def test_recbole_weights_give_recbole_scores_in_ours(model: str) -> None:
     settings = module.Settings(
         hidden_size=D, layers=LAYERS, attention_heads=HEADS, inner_size=INNER, dropout=0.3, attn_dropout=0.3
     )
+    if model == "fdsa":
+        settings = dataclasses.replace(settings, text_table="features")  # the reference reads the text
     features = {"text": text.numpy().astype(np.float32)} if model == "fdsa" else {}
     ours = module.Model(settings, TaskShape(n_items=N, n_users=0, max_history=L, features=features))
     ours.load_state_dict(cc.recbole_to_ant(model, state, LAYERS, rows))
