@@ -81,7 +81,8 @@ def shared(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def ant_hparams(model: str, s: dict[str, Any], rows: str) -> dict[str, Any]:
+def ant_settings(model: str, s: dict[str, Any]) -> dict[str, Any]:
+    """Our model settings for the shared configuration `s` (RecBole's key names)."""
     settings = {
         "hidden_size": s["hidden_size"],
         "layers": s["layers"],
@@ -94,8 +95,12 @@ def ant_hparams(model: str, s: dict[str, Any], rows: str) -> dict[str, Any]:
         settings["mask_ratio"] = s["mask_ratio"]
     if model == "fdsa":
         settings["text_table"] = "features"  # the RecBole side reads the text; its upstream-init side does not
+    return settings
+
+
+def ant_hparams(model: str, s: dict[str, Any], rows: str) -> dict[str, Any]:
     return {
-        "model": settings,
+        "model": ant_settings(model, s),
         "optim": {
             "lr": s["lr"],
             "batch_size": s["batch_size"],
@@ -774,18 +779,7 @@ def compare_exact(model_name: str, dump: dict[str, Any], s: dict[str, Any], p: d
         result["skipped"] = "RecBole 1.2's BERT4Rec has an output head and 50 positions: not the v1.1.1 model"
         return result
     module = importlib.import_module(f"ant.baselines.{model_name}")
-    settings = {
-        "hidden_size": s["hidden_size"],
-        "layers": s["layers"],
-        "attention_heads": s["heads"],
-        "inner_size": s["inner_size"],
-        "dropout": s["dropout"],
-        "attn_dropout": s["attn_dropout"],
-    }
-    if model_name == "bert4rec":
-        settings["mask_ratio"] = s["mask_ratio"]
-    if model_name == "fdsa":
-        settings["text_table"] = "features"  # the weights copied include RecBole's text-reading table input
+    settings = ant_settings(model_name, s)
     tokens = dump["tokens"]
     n_items = len(tokens) - 1
     features = {"text": np.load(p["text_npy"])} if model_name == "fdsa" else {}

@@ -7,13 +7,20 @@ returns the flags the training commands take. Models are tiny so that a run take
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from ant.cli import main
 from ant.train.synthetic import synthetic_task, write_task
+from ant.train.trainer import RESUME_FILE
 
 TINY_MODEL = {"hidden_size": 16, "inner_size": 16, "experts": 2, "layers": 1, "attention_heads": 2}
 SMALL_MODEL = {"hidden_size": 32, "inner_size": 32, "experts": 4, "dropout": 0.2}
@@ -67,3 +74,29 @@ def run_cli(*argv: str) -> int:
         return main([*argv])
     finally:
         torch.set_num_threads(threads)
+
+
+def kill_once_resumable(argv: list[str], out: Path) -> None:
+    """Run `python -m ant <argv>` in a subprocess and SIGKILL it as soon as its first resume.pt exists."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ant", *argv],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / RESUME_FILE).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "metrics.json").exists()
+
+
+def assert_same_run(whole: Path, resumed: Path) -> None:
+    """Bit-identical weights and equal test metrics."""
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(v, b[k]) for k, v in a.items())
+    assert (
+        json.loads((resumed / "metrics.json").read_text())["test"]
+        == json.loads((whole / "metrics.json").read_text())["test"]
+    )
