@@ -217,8 +217,28 @@ def test_a_local_source_that_does_not_exist_is_reported_before_anything_runs(wor
         (lambda c: c["tasks"].update(Bad={"release": "amazon2018"}), "category"),
         (lambda c: c["tasks"].update(Odd={"release": "amazon1999", "category": "X"}), "unknown release 'amazon1999'"),
         (lambda c: c.update(releases={"tasks": {"mirrors": ["/x"]}}), "reserved"),
+        (
+            lambda c: c["baselines"]["sasrec"].update(tasks={"DemoOffice": {"hiden_size": 32}}),
+            "baselines.sasrec.tasks.DemoOffice: unknown key(s) ['hiden_size']",
+        ),
+        (
+            lambda c: c["baselines"]["npe"].update(tasks={"Nowhere": {"lr": 0.01}}),
+            "baselines.npe.tasks.Nowhere: no such task",
+        ),
+        (lambda c: c["baselines"].update(run=["sasrec", "nova"]), "baselines.run.1"),
     ],
-    ids=["unknown-target", "aux-and-target", "bad-k-core", "unknown-key", "no-source", "unknown-release", "reserved"],
+    ids=[
+        "unknown-target",
+        "aux-and-target",
+        "bad-k-core",
+        "unknown-key",
+        "no-source",
+        "unknown-release",
+        "reserved",
+        "baseline-override-key",
+        "baseline-override-task",
+        "unknown-baseline",
+    ],
 )
 def test_config_errors_are_clear(work, change, message):
     config = load_config("config.yaml")
