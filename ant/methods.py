@@ -82,6 +82,9 @@ class Method:
 
 _ANT_RELEARNT = frozenset({"item_encoder", "position"})  # ant.model.ant.PARTS
 _ANT_FROZEN = frozenset({"transformer"})
+# UniSRec (ant.baselines.unisrec.PARTS, spec baselines.md section 8): F freezes the positions and the Transformer
+# (UniSRec's `fix_enc`); R, by analogy with ANT's, re-learns the MoE adaptor and the positions
+_UNISREC_FROZEN = frozenset({"position", "transformer"})
 
 
 def _baseline(
@@ -114,6 +117,37 @@ METHODS: dict[str, Method] = {
             {"item_ids", "text"},
             pretrain="target",
             switches=(("label_alignment", "upstream"), ("text_table", "upstream")),
+        ),
+        Method(
+            name="unisrec",
+            title="UniSRec",
+            kind="text",
+            inputs=frozenset({"item_ids", "text", "auxiliary"}),
+            preset="recbole",
+            pretrain="auxiliary",
+            variants=(
+                Variant("scratch", "G"),
+                Variant("finetune", "F", load=True, frozen=_UNISREC_FROZEN),
+                Variant("relearn", "R", load=True, reinit=frozenset({"adaptor", "position"}), frozen=_ANT_FROZEN),
+                Variant("finetune_id", "UniSRec+ID", load=True, frozen=_UNISREC_FROZEN, item_ids=True),
+            ),
+            module="ant.baselines.unisrec",
+        ),
+        _baseline(
+            "nova",
+            "NOVA",
+            "multi-modal",
+            {"item_ids", "text", "image", "price"},
+            preset="ant",
+            switches=(("mask_layout", "upstream"),),
+        ),
+        _baseline(
+            "carca",
+            "CARCA",
+            "multi-modal",
+            {"item_ids", "text", "image", "price", "timestamps"},
+            preset="ant",
+            switches=(("context", "none"),),
         ),
         Method(
             name="ant",

@@ -26,7 +26,7 @@ def brute_force_rank(scores, target, history=(), ties="pessimistic"):
 def table_scorer(scores, rows):
     """A scorer that looks a row up by its history (each row's history is made unique by its first item)."""
     first = {int(h[0]): r for r, h in enumerate(rows.history)}
-    return lambda history, length, user: scores[[first[int(h)] for h in history[:, 0]]].clone()
+    return lambda history, length, user, position: scores[[first[int(h)] for h in history[:, 0]]].clone()
 
 
 @st.composite
@@ -46,6 +46,7 @@ def ranked_rows(draw):
         history=torch.tensor([h + [PAD] * (width - len(h)) for h in histories], dtype=torch.int32),
         length=torch.tensor([len(h) for h in histories], dtype=torch.int32),
         target=torch.tensor(targets),
+        position=torch.tensor([len(h) for h in histories]),
     )
     # the key column scores below everything, so it never changes a rank
     full = torch.tensor([row + [-1.0] * n_rows for row in scores], dtype=torch.float32)
@@ -75,8 +76,9 @@ def test_all_equal_scores_rank_last_pessimistically_and_in_the_middle_expectedly
         torch.tensor([[3], [4]], dtype=torch.int32),
         torch.tensor([1, 1], dtype=torch.int32),
         torch.tensor([0, 49]),
+        torch.tensor([1, 1]),
     )
-    flat = lambda h, n, u: torch.zeros(len(h), 50)  # noqa: E731
+    flat = lambda h, n, u, p: torch.zeros(len(h), 50)  # noqa: E731
     assert evaluate(flat, rows, 50, exclude_history=False).ranks.tolist() == [50, 50]
     assert evaluate(flat, rows, 50, exclude_history=False, ties="expected").ranks.tolist() == [25.5, 25.5]
     excluded = evaluate(flat, rows, 50, exclude_history=True)
@@ -111,7 +113,7 @@ def test_excluded_rule_removes_the_input_history_and_misses_a_repeated_target():
     )
     by_last = {4: 0, 7: 1, 6: 2}  # each row's last history item identifies it
 
-    def scorer(history, length, user):
+    def scorer(history, length, user, position):
         return scores[[by_last[int(h[n - 1])] for h, n in zip(history, length, strict=True)]].clone()
 
     result = evaluate(scorer, rows, 10, ks=(1,))
@@ -129,13 +131,14 @@ def test_infinite_scores_keep_their_order_and_ties():
         torch.tensor([[4]], dtype=torch.int32),
         torch.tensor([1], dtype=torch.int32),
         torch.tensor([1]),
+        torch.tensor([1]),
     )
     scores = torch.tensor([[math.inf, 2.0, -math.inf, 2.0, -math.inf]])
-    result = evaluate(lambda h, n, u: scores.clone(), rows, 5, exclude_history=False)
+    result = evaluate(lambda h, n, u, p: scores.clone(), rows, 5, exclude_history=False)
     assert result.ranks.tolist() == [3] and result.rules["history_kept"].tied_targets == 1
     bottom = evaluate(
-        lambda h, n, u: scores.clone(),
-        EvalRows(rows.user_idx, rows.history, rows.length, torch.tensor([2])),
+        lambda h, n, u, p: scores.clone(),
+        EvalRows(rows.user_idx, rows.history, rows.length, torch.tensor([2]), rows.position),
         5,
         exclude_history=False,
         ties="expected",
@@ -146,9 +149,9 @@ def test_infinite_scores_keep_their_order_and_ties():
 def test_evaluate_rejects_nan_scores_and_wrong_shapes():
     rows = rows_of([[0, 1, 2, 3]])
     with pytest.raises(FloatingPointError):
-        evaluate(lambda h, n, u: torch.full((len(h), 4), float("nan")), rows, 4)
+        evaluate(lambda h, n, u, p: torch.full((len(h), 4), float("nan")), rows, 4)
     with pytest.raises(ValueError, match="expected"):
-        evaluate(lambda h, n, u: torch.zeros(len(h), 3), rows, 4)
+        evaluate(lambda h, n, u, p: torch.zeros(len(h), 3), rows, 4)
 
 
 def test_reference_metrics_most_popular_and_random():
@@ -163,3 +166,20 @@ def test_reference_metrics_most_popular_and_random():
     assert ref["most_popular_history_excluded"]["recall@1"] == 0.0
     assert ref["random"]["recall@1"] == pytest.approx(1 / 5) and ref["random"]["recall@5"] == 1.0
     assert ref["random"]["ndcg@5"] == pytest.approx(sum(1 / math.log2(r + 1) for r in range(1, 6)) / 5)
+
+
+def test_batch_rows_gives_the_scorer_fixed_batches_in_row_order_and_the_rows_positions():
+    """A scorer whose scores depend on the batch gets batches of exactly batch_rows rows, in row order."""
+    lists = [[1, 2, 3, 4, 5, 6, 7], [2, 3, 4], [3, 4, 5, 6], [4, 5, 6, 7, 8], [5, 6, 7]]
+    rows = rows_of(lists, max_history=50)
+    seen = []
+
+    def scorer(history, length, user, position):
+        seen.append((user.tolist(), position.tolist()))
+        return torch.zeros(len(user), 10)
+
+    evaluate(scorer, rows, 10, batch_rows=2)
+    assert seen == [([0, 1], [6, 2]), ([2, 3], [3, 4]), ([4], [2])]
+    seen.clear()
+    evaluate(scorer, rows, 10)  # the evaluator's own batches: sorted by history length
+    assert [u for batch, _ in seen for u in batch] == [1, 4, 2, 3, 0]

@@ -54,6 +54,18 @@ def test_matches_reference(lists, max_history):
     assert len(out["train"]) == sum(map(len, lists)) - 3 * len(lists)
 
 
+@given(
+    st.lists(st.lists(st.integers(0, 30), min_size=3, max_size=20), min_size=1, max_size=12),
+    st.integers(1, 8),
+)
+def test_a_rows_position_places_its_target_and_history_in_the_users_sequence(lists, max_history):
+    """position = the target's index in the user's sequence; history column j sits at position - length + j."""
+    for rows in split(Sequences.from_lists(lists), max_history=max_history).values():
+        for u, h, n, t, pos in zip(rows.user_idx, rows.history, rows.length, rows.target, rows.position, strict=True):
+            seq = lists[u]
+            assert seq[pos] == t and list(h[:n]) == seq[pos - n : pos]
+
+
 def test_too_short_user_is_an_error():
     with pytest.raises(ValueError, match="fewer than 3"):
         split(Sequences.from_lists([[1, 2, 3], [4, 5]]))

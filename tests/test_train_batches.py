@@ -36,6 +36,20 @@ def test_all_positions_rows_train_on_exactly_the_prefix_pairs(lists, max_history
     assert len(positions) <= len(prefixes)
 
 
+@given(sequences, st.integers(1, 6))
+def test_every_layout_keeps_the_position_of_the_target_after_the_last_history_item(lists, max_history):
+    train = split(Sequences.from_lists(lists), max_history)["train"]
+    for layout in ("prefixes", "all_positions"):
+        rows = TrainRows.build(train, layout)
+        if len(rows) == 0:
+            continue
+        (batch,) = rows.batches(10**6, torch.device("cpu"))
+        # the target predicted from the whole history (for all_positions, that of the last history column)
+        last = batch.target if batch.target.dim() == 1 else batch.target[torch.arange(len(batch)), batch.length - 1]
+        for u, h, n, t, pos in zip(batch.user, batch.history, batch.length, last, batch.position, strict=True):
+            assert h[:n].tolist() == lists[u][pos - n : pos] and lists[u][pos] == t
+
+
 @given(sequences, st.integers(1, 64), st.integers(0, 5))
 def test_an_epoch_yields_every_row_once_cut_to_its_longest_history(lists, batch_size, seed):
     train = split(Sequences.from_lists(lists), 6)["train"]

@@ -55,6 +55,9 @@ def ids(history: torch.Tensor) -> torch.Tensor:
 
 class Baseline(nn.Module, metaclass=abc.ABCMeta):
     exact_all_positions: ClassVar[bool] = False  # one causal pass gives every prefix row's state (spec 2.6)
+    # evaluate in batches of exactly this many rows, in row order: for a model whose scores depend on the other
+    # rows of the batch (NOVA's upstream mask), as its reference evaluated; None: any batching (the evaluator's)
+    eval_batch_rows: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def encode(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
@@ -74,7 +77,9 @@ class Baseline(nn.Module, metaclass=abc.ABCMeta):
         with torch.autocast(states.device.type, enabled=False):
             return states.float() @ self.candidates().float().T
 
-    def scores(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+    def scores(
+        self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The evaluator's scorer: each row's state at its last real position against all N items."""
         return self.logits(last_position(self.encode(history, length, user), length))
 

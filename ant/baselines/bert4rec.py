@@ -102,7 +102,9 @@ class Model(Baseline):
     def candidates(self) -> torch.Tensor:
         return self.items.weight[1 : self.mask_token]  # [N, d]: neither padding nor the mask token
 
-    def scores(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+    def scores(
+        self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor | None = None
+    ) -> torch.Tensor:
         rows = torch.arange(history.shape[0], device=history.device)
         return self.logits(self.encode(history, length, user)[rows, length])  # [B, N]: the output at the mask
 

@@ -57,7 +57,9 @@ class Model(Baseline):
         count = torch.arange(1, history.shape[1] + 1, device=history.device)  # [T]: items in each prefix
         return self.state(items.cumsum(dim=1), count, user.unsqueeze(1))  # running sums: every prefix at once
 
-    def scores(self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+    def scores(
+        self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The evaluator's scorer, from the whole history's sum alone (= encode at len - 1, without the rest)."""
         return self.logits(self.state(self.real_items(history, length).sum(dim=1), length, user))  # [B, N]
 

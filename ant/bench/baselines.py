@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import importlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -92,7 +92,7 @@ def bench_method(name, s: Setting, method_name: str, task, parts, device: torch.
         _report(name, f"{method_name} pretrain", pretext)
     test = EvalRows.build(parts["test"])
     users = min(args.eval_users, len(test))
-    test = replace(test, **{f: getattr(test, f)[:users] for f in ("user_idx", "history", "length", "target")})
+    test = test.head(users)
     model.eval()
     _sync(device)
     _reset_peak(device)

@@ -128,7 +128,7 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
 
     users = min(args.eval_users, s.users)
     test = EvalRows.build(parts["test"])
-    test = replace(test, **{f: getattr(test, f)[:users] for f in ("user_idx", "history", "length", "target")})
+    test = test.head(users)
     _sync(device)
     _reset_peak(device)
     start = time.perf_counter()

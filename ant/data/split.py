@@ -32,6 +32,8 @@ class Rows:
     history: np.ndarray  # int32 [n, max_history], item_idx oldest first, PAD after `length`
     length: np.ndarray  # int32 [n], 1..max_history
     target: np.ndarray  # int32 [n], item_idx
+    position: np.ndarray  # int32 [n], 0-based position of the target in its user's sequence (history column j
+    #                       is at position - length + j); what a model reading per-interaction context needs
 
     def __len__(self) -> int:
         return len(self.target)
@@ -114,4 +116,5 @@ def _rows(seqs: Sequences, user_pos: np.ndarray, target_pos: np.ndarray, max_his
         history=history,
         length=length,
         target=seqs.items[base + target_pos].astype(np.int32),
+        position=target_pos.astype(np.int32),
     )

@@ -88,6 +88,7 @@ class BaselineObjective:
                 ties=self.hp.eval.ties,
                 batch_size=self.hp.train.eval_batch_size,
                 device=self.device,
+                batch_rows=self.model.eval_batch_rows,
             )
         self.model.train(was_training)
         return result

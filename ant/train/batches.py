@@ -32,6 +32,9 @@ class Batch:
     length: torch.Tensor  # int64 [B], 1..T
     target: torch.Tensor  # int64 [B] (prefixes) or [B, T] with PAD where a position has no target
     user: torch.Tensor  # int64 [B], each row's task-local user_idx (user-aware models: NPE)
+    # int64 [B], the sequence position of the target after history[:, length - 1] (ant.data.split.Rows): for
+    # models that read per-interaction context (CARCA's time6); None in hand-built batches of models that do not
+    position: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -54,6 +57,7 @@ class TrainRows:
     length: torch.Tensor  # int32 [n]
     target: torch.Tensor  # int32 [n] or [n, L]
     user: torch.Tensor  # int64 [n]
+    position: torch.Tensor  # int32 [n], sequence position of the target after history[:, length - 1]
 
     def __len__(self) -> int:
         return self.history.shape[0]
@@ -66,21 +70,24 @@ class TrainRows:
     def build(cls, rows: Rows, layout: RowLayout = "prefixes", offset: int = 0) -> TrainRows:
         """Rows of one task; `offset` shifts item_idx to global item-table rows (pre-training)."""
         if layout == "prefixes":
-            history, length, target, user = rows.history, rows.length, rows.target, rows.user_idx
+            columns = rows.history, rows.length, rows.target, rows.user_idx, rows.position
         elif layout == "all_positions":
-            history, length, target, user = _all_positions(rows)
+            columns = _all_positions(rows)
         else:
             raise ValueError(f"unknown row layout {layout!r}")
+        history, length, target, user, position = columns
         return cls(
             history=torch.from_numpy(shift_items(history, offset)),
             length=torch.from_numpy(length.astype(np.int32)),
             target=torch.from_numpy(shift_items(target, offset)),
             user=torch.from_numpy(user.astype(np.int64)),
+            position=torch.from_numpy(position.astype(np.int32)),
         )
 
     @classmethod
     def concat(cls, parts: list[TrainRows]) -> TrainRows:
-        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in ("history", "length", "target", "user")))
+        fields = ("history", "length", "target", "user", "position")
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in fields))
 
     def rows_per_batch(self, batch_size: int) -> int:
         return max(1, round(batch_size * len(self) / max(self.n_targets, 1)))
@@ -105,14 +112,16 @@ class TrainRows:
                 length=length.to(device, torch.int64, non_blocking=True),
                 target=target.to(device, torch.int64, non_blocking=True),
                 user=self.user[idx].to(device, non_blocking=True),
+                position=self.position[idx].to(device, torch.int64, non_blocking=True),
             )
 
 
-def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Prefix rows -> one multi-target row per user (its first L targets) + prefix rows for the targets after."""
+def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Prefix rows -> one multi-target row per user (its first L targets) + prefix rows for the targets after.
+    A kept row's position stays its own target's, the one after its last history column."""
     n, max_len = rows.history.shape
     if n == 0:
-        return rows.history, rows.length, np.full((0, max_len), PAD, np.int32), rows.user_idx
+        return rows.history, rows.length, np.full((0, max_len), PAD, np.int32), rows.user_idx, rows.position
     user = rows.user_idx
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]])
     counts = np.diff(np.r_[starts, n])
@@ -129,4 +138,4 @@ def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     target[user_of_row[in_window], nth[in_window] - 1] = rows.target[in_window]
     target[n_users + np.arange(len(after)), max_len - 1] = rows.target[after]
     keep = np.concatenate([np.flatnonzero(window), after])
-    return rows.history[keep], rows.length[keep], target, rows.user_idx[keep]
+    return rows.history[keep], rows.length[keep], target, rows.user_idx[keep], rows.position[keep]

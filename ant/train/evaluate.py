@@ -1,10 +1,13 @@
 """The one evaluator: leave-one-out full ranking over all items of a task, under both history rules at once.
 
-Every model plugs in a *scorer*: (history [B, T], length [B], user [B]) -> scores [B, N] over the N real items of
-the task (padding and any mask token are never columns), on the device, as a new tensor that the evaluator may
-overwrite. History holds task-local item_idx (PAD = -1 after `length`), user the rows' task-local user_idx.
+Every model plugs in a *scorer*: (history [B, T], length [B], user [B], position [B]) -> scores [B, N] over the N
+real items of the task (padding and any mask token are never columns), on the device, as a new tensor that the
+evaluator may overwrite. History holds task-local item_idx (PAD = -1 after `length`), user the rows' task-local
+user_idx, position the target's position in the user's sequence (ant.data.split.Rows; per-interaction context).
 The evaluator feeds it rows sorted by history length (so each batch is cut short, an exact saving), in user
-batches small enough that a [B, N] score block fits the budget, and keeps only each row's ranks.
+batches small enough that a [B, N] score block fits the budget, and keeps only each row's ranks. A model whose
+scores depend on which rows share a batch (NOVA's upstream mask layout) asks for `batch_rows`: batches of exactly
+that many rows in row order, as its reference evaluated them.
 
 History rules (spec ANT-method section 7, baselines section 2.5), both from the same score row in one pass:
   history_kept      every item is a candidate (RecBole's rule);
@@ -27,7 +30,7 @@ rows with rank <= K (0 otherwise).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -35,7 +38,7 @@ import torch
 
 from ant.data.split import Rows
 
-Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TieRule = Literal["pessimistic", "expected"]
 KEPT, EXCLUDED = "history_kept", "history_excluded"
 HISTORY_RULES = (KEPT, EXCLUDED)
@@ -57,9 +60,14 @@ class EvalRows:
     history: torch.Tensor  # int32 [n, L], item_idx of the task, oldest first, PAD = -1 after `length`
     length: torch.Tensor  # int32 [n], 1..L
     target: torch.Tensor  # int64 [n]
+    position: torch.Tensor  # int64 [n], the target's position in its user's sequence
 
     def __len__(self) -> int:
         return len(self.user_idx)
+
+    def head(self, n: int) -> EvalRows:
+        """The first n rows (benchmarks time a part of a task)."""
+        return EvalRows(*(getattr(self, f.name)[:n] for f in fields(self)))
 
     @classmethod
     def build(cls, rows: Rows) -> EvalRows:
@@ -69,6 +77,7 @@ class EvalRows:
             history=torch.from_numpy(rows.history),
             length=torch.from_numpy(rows.length),
             target=torch.from_numpy(rows.target.astype(np.int64)),
+            position=torch.from_numpy(rows.position.astype(np.int64)),
         )
 
 
@@ -179,14 +188,18 @@ def evaluate(
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
     score_budget: int | None = None,
+    batch_rows: int | None = None,
 ) -> Evaluation:
     if ties not in TIE_RULES:
         raise ValueError(f"unknown tie rule {ties!r}; known: {', '.join(TIE_RULES)}")
     device = torch.device(device)
     score_budget = score_budget or SCORE_BUDGET.get(device.type, SCORE_BUDGET["cpu"])
     n = len(rows)
-    per_batch = max(1, min(batch_size, score_budget // max(n_items, 1)))
-    order = torch.argsort(rows.length, stable=True)
+    if batch_rows is None:
+        per_batch = max(1, min(batch_size, score_budget // max(n_items, 1)))
+        order = torch.argsort(rows.length, stable=True)
+    else:  # the scorer's outputs depend on the batch: its reference's batches, whatever the budget
+        per_batch, order = batch_rows, torch.arange(n)
     out = {
         KEPT: torch.empty(n, dtype=torch.float64),
         EXCLUDED: torch.empty(n, dtype=torch.float64),
@@ -200,7 +213,7 @@ def evaluate(
         history = rows.history[idx, : int(rows.length[idx].max())].to(device, torch.int64)
         target = rows.target[idx].to(device)
         user = torch.from_numpy(rows.user_idx[idx.numpy()].astype(np.int64)).to(device)
-        scores = scorer(history, length, user).float()
+        scores = scorer(history, length, user, rows.position[idx].to(device)).float()
         if scores.shape != (len(idx), n_items):
             raise ValueError(f"scorer returned {tuple(scores.shape)}, expected ({len(idx)}, {n_items})")
         # one pass, no [B, N] mask: a NaN anywhere makes its row sum NaN (so does inf - inf: then look closer)

@@ -42,7 +42,7 @@ def encode_items(model: ANT, table: ItemTable, rows: slice, with_ids: bool = Fal
 def ant_scorer(model: ANT, item_vectors: torch.Tensor) -> Scorer:
     """Scores of histories (task-local item_idx) against all items of their task."""
 
-    def scorer(history: torch.Tensor, length: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
+    def scorer(history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         hidden = model.user_states(item_vectors[history.clamp(min=0)], length)
         return model.logits(last_position(hidden, length), item_vectors)
 
