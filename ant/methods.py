@@ -69,6 +69,14 @@ class Method:
         changed = [f"{key}-{str(settings[key]).lower()}" for key, default in self.switches if settings[key] != default]
         return "+".join(changed) or "default"
 
+    def folder(self, variant: str, settings: dict[str, object]) -> str:
+        """A run's folder under results/runs/<task>/<method>/: the variant ("default" for a one-variant baseline)
+        named by its non-default switches, e.g. "variant-fixed", or "finetune" (UniSRec's F)."""
+        switched = self.variant_of(settings)
+        if variant == "default":
+            return switched
+        return variant if switched == "default" else f"{variant}+{switched}"
+
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
             if variant.name == name:

@@ -54,6 +54,6 @@ def test_a_bad_entry_is_refused_where_it_is_written():
     with pytest.raises(ValueError, match="does not pre-train"):
         Method("x", "X", "text", frozenset({"text"}), "recbole", None, (Variant("f", "F", load=True),))
     with pytest.raises(KeyError, match="unknown method"):
-        method("nova")
+        method("pinsage")
     with pytest.raises(KeyError, match="no variant"):
         method("ant").variant("frozen")

@@ -22,6 +22,8 @@ from torch import nn
 
 from ant.model.files import load_weights, read_metadata, save_weights
 from ant.model.item_encoder import MODALITIES, ItemEncoder, MoEAdaptor
+from ant.model.parts import parameters_by_part as parts_by_prefix
+from ant.model.parts import part_function
 from ant.model.transformer import SequenceEncoder, recbole_init
 
 FORMAT = "ant-model/1"
@@ -131,18 +133,11 @@ def init_weights(module: nn.Module) -> None:
         recbole_init(module)
 
 
-def part_of(name: str) -> str:
-    for prefix, part in PARTS.items():
-        if name.startswith(prefix):
-            return part
-    raise KeyError(f"parameter {name!r} belongs to no part of ANT")
+part_of = part_function(PARTS)
 
 
 def parameters_by_part(model: nn.Module) -> dict[str, dict[str, nn.Parameter]]:
-    groups: dict[str, dict[str, nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        groups.setdefault(part_of(name), {})[name] = param
-    return groups
+    return parts_by_prefix(model, part_of)
 
 
 def save_model(model: ANT, path: str | Path, metadata: dict[str, str] | None = None) -> None:

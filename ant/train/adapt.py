@@ -32,7 +32,7 @@ from ant.device import autocast, resolve_device
 from ant.errors import UserError
 from ant.io import write_json
 from ant.methods import Variant, method
-from ant.model.ant import ANT, ANTConfig, load_model, parameters_by_part, part_of, save_model
+from ant.model.ant import ANT, ANTConfig, load_model, part_of, save_model
 from ant.train.batches import TrainRows
 from ant.train.data import ItemTable, load_tasks
 from ant.train.evaluate import EvalRows
@@ -47,6 +47,7 @@ from ant.train.runs import (
     seed_everything,
     write_ranks,
 )
+from ant.train.strategy import apply_variant
 from ant.train.trainer import write_history
 
 log = logging.getLogger(__name__)
@@ -82,24 +83,15 @@ def build_model(
         dims=dims, max_history=max_history, id_items=n_items if strategy.item_ids else 0, **asdict(model_hp)
     )
     model = ANT(config)
+    source = None
     if strategy.load:
         if pretrained is None:
             raise UserError(f"strategy {strategy.name} needs --pretrained MODEL.safetensors")
         source, _ = load_model(pretrained)
         _check_compatible(source.config, config, strategy, pretrained)
-        keep = {k: v for k, v in source.state_dict().items() if part_of(k) not in strategy.reinit | {"id_embedding"}}
-        missing, unexpected = model.load_state_dict(keep, strict=False)
-        not_loaded = {part_of(k) for k in missing} - strategy.reinit - {"id_embedding"}
-        if not_loaded or unexpected:
-            raise UserError(
-                f"{pretrained}: does not fit the model (missing {sorted(not_loaded)}, extra {unexpected[:3]})"
-            )
     elif pretrained is not None:
         log.warning("strategy scratch ignores --pretrained %s", pretrained)
-    for part, params in parameters_by_part(model).items():
-        if part in strategy.frozen:
-            for param in params.values():
-                param.requires_grad_(False)
+    apply_variant(model, strategy, part_of, source.state_dict() if source else None, pretrained)
     return model
 
 

@@ -23,13 +23,15 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
 
 from ant.baselines.base import Baseline, TaskShape, load_state, save_baseline
 from ant.device import autocast, resolve_device
 from ant.errors import UserError
 from ant.io import write_json
-from ant.methods import METHODS, Method
+from ant.methods import METHODS, Method, Variant
+from ant.model.parts import part_function
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import Task, load_tasks
 from ant.train.evaluate import EvalRows, Evaluation, evaluate
@@ -43,6 +45,7 @@ from ant.train.runs import (
     seed_everything,
     write_ranks,
 )
+from ant.train.strategy import apply_variant
 from ant.train.trainer import write_history
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=BASELINES, help="the baseline (ant/methods.py)")
     add_preset_argument(parser)
     add_common_arguments(parser)
-    parser.add_argument("--pretrained", type=Path, help="the method's pre-trained checkpoint (S3-Rec)")
+    parser.add_argument(
+        "--variant", default="default", help="the method's variant (UniSRec: scratch, finetune, relearn, finetune_id)"
+    )
+    parser.add_argument("--pretrained", type=Path, help="the method's pre-trained checkpoint (S3-Rec, UniSRec)")
 
 
 class BaselineObjective:
@@ -100,36 +106,59 @@ def add_preset_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prepare(args: argparse.Namespace, stage: str) -> tuple[Method, ModuleType, Hparams, Task, Baseline]:
-    """What both baseline commands start from: the method, its settings, the one task and a fresh model."""
+def prepare(
+    args: argparse.Namespace, stage: str, pretraining: bool = False
+) -> tuple[Method, ModuleType, Hparams, list[Task], TaskShape]:
+    """What both baseline commands start from: the method, its settings, its tasks and the shape of its model.
+
+    One target task, or for a pre-training on the auxiliary tasks (UniSRec) several, whose items are laid out one
+    task after the other (task t's item i is row offsets[t] + i of one item table, as ANT's pre-training does):
+    the shape is then that of the concatenated table, and `Settings.pretrain_modalities()`, where the method has
+    it, names the feature stores pre-training reads (UniSRec's word-dropped text)."""
     method = METHODS[args.method]
     module = importlib.import_module(method.module)
     hp = parse_hparams(args.hparams, args.preset or method.preset, module.Settings)
-    tasks = load_tasks(args.sequences, args.items, args.features, hp.max_history, method.modalities)
-    if len(tasks) != 1:
+    several = pretraining and method.pretrain == "auxiliary"
+    modalities = hp.model.pretrain_modalities() if several and hasattr(hp.model, "pretrain_modalities") else None
+    tasks = load_tasks(args.sequences, args.items, args.features, hp.max_history, modalities or method.modalities)
+    if len(tasks) != 1 and not several:
         raise UserError(f"{stage} trains on one target task; got {len(tasks)} tasks")
-    task = tasks[0]
     seed_everything(args.seed, args.threads or hp.train.threads)
     shape = TaskShape(
-        n_items=task.n_items,
-        n_users=len(task.sequences.user_idx),
+        n_items=sum(t.n_items for t in tasks),
+        n_users=sum(len(t.sequences.user_idx) for t in tasks),
         max_history=hp.max_history,
-        features={m: f.values for m, f in task.features.items()},
+        features={m: np.concatenate([t.features[m].values for t in tasks]) for m in tasks[0].features},
     )
-    return method, module, hp, task, module.Model(hp.model, shape)
+    return method, module, hp, tasks, shape
+
+
+def build_model(module: ModuleType, variant: Variant, hp: Hparams, shape: TaskShape) -> Baseline:
+    """A fresh model (seeded by the caller) for `variant`; only a variant with item IDs asks for their table."""
+    return module.Model(hp.model, shape, item_ids=True) if variant.item_ids else module.Model(hp.model, shape)
+
+
+def load_pretrained(
+    model: Baseline, module: ModuleType, method: Method, variant: Variant, pretrained: Path | None
+) -> None:
+    """The variant's parts from the checkpoint, the rest fresh, its frozen parts frozen (ant.train.strategy)."""
+    if method.pretrain is None and pretrained is not None:
+        raise UserError(f"{method.name} has no pre-training stage; --pretrained does not apply")
+    if not variant.load and pretrained is not None:
+        raise UserError(f"{method.name} {variant.name} trains from scratch; --pretrained does not apply")
+    state = load_state(pretrained, method.name)[0] if variant.load and pretrained is not None else None
+    apply_variant(model, variant, part_function(getattr(module, "PARTS", None)), state, pretrained)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    method, _, hp, task, model = prepare(args, "train-baseline")
+    method, module, hp, (task,), shape = prepare(args, "train-baseline")
+    if args.variant not in method.variant_names:
+        raise UserError(f"{method.name} has no variant {args.variant!r}; known: {', '.join(method.variant_names)}")
+    variant = method.variant(args.variant)
     pretrained = args.pretrained
-    if method.pretrain == "target":
-        if pretrained is None:
-            raise UserError(f"{method.name} fine-tunes its pre-trained model: pass --pretrained (pretrain-baseline)")
-        state, _ = load_state(pretrained, method.name)
-        model.load_state_dict(state)  # S3-Rec: load all, train all (spec section 7)
-    elif pretrained is not None:
-        raise UserError(f"{method.name} has no pre-training stage; --pretrained does not apply")
+    model = build_model(module, variant, hp, shape)
+    load_pretrained(model, module, method, variant, pretrained)
     device = resolve_device(hp.train.device)
     model.to(device)
     layout = hp.train.rows if model.exact_all_positions else "prefixes"
@@ -149,16 +178,16 @@ def run(args: argparse.Namespace) -> int:
     )
     result = trainer.fit()
     test_eval = objective.evaluate(test)
-    out, variant = args.out_dir, method.variant_of(vars(hp.model))
+    out, folder = args.out_dir, method.folder(variant.name, vars(hp.model))
     write_ranks(test.user_idx, test_eval, out / "ranks.parquet")
-    save_baseline(model, out / "model.safetensors", method.name, hp.model, {"task": task.name, "variant": variant})
+    save_baseline(model, out / "model.safetensors", method.name, hp.model, {"task": task.name, "variant": folder})
     write_history(result.history, out / "history.csv")
     metrics = {
         "task": task.name,
         "method": method.name,
-        "strategy": variant,
-        "label": method.title,
-        "variant": variant,
+        "strategy": variant.name,
+        "label": variant.label,
+        "variant": folder,
         "seed": args.seed,
         "preset": args.preset or method.preset,
         "rows": layout,

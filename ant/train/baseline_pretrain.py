@@ -1,10 +1,13 @@
-"""`python -m ant pretrain-baseline`: a baseline's own pre-training on the target task (S3-Rec, spec baselines.md
-section 7), whose checkpoint `train-baseline --pretrained` fine-tunes.
+"""`python -m ant pretrain-baseline`: a baseline's own pre-training, whose checkpoint `train-baseline --pretrained`
+fine-tunes: S3-Rec on the target task (spec baselines.md section 7), UniSRec on the auxiliary tasks (section 8).
 
-The method's module provides `Model.pretrain_loss(batch)` (its pretext tasks, built from the batch with torch's
-seeded generator) and `Settings.pretrain_epochs` / `Settings.pretrain_lr` (None: the method's lr). The rows are
-the task's training prefixes, shuffled; the stage runs a fixed number of epochs without validation and keeps the
-last weights (spec section 2.4), with the trainer's exact resume after a kill, bf16 on CUDA and history.csv.
+The method's module provides `Model.pretrain_loss(batch)` (its pretext or contrastive losses, with augmentations
+drawn from torch's seeded generator) and `Settings.pretrain_epochs` / `Settings.pretrain_lr` (None: the method's
+lr) / optionally `Settings.pretrain_batch_size` (None or absent: the method's batch size). The rows are the
+tasks' training prefixes, shuffled together; several tasks share one item table (task t's item i is row
+offsets[t] + i, as in ANT's pre-training), so an in-batch loss spans every task and never confuses two tasks'
+items. The stage runs a fixed number of epochs without validation and keeps the last weights (spec section 2.4),
+with the trainer's exact resume after a kill, bf16 on CUDA and history.csv.
 
 Outputs in --out-dir: model.safetensors, metrics.json (the stage's settings and losses), history.csv.
 """
@@ -12,10 +15,12 @@ Outputs in --out-dir: model.safetensors, metrics.json (the stage's settings and 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from ant.baselines.base import save_baseline
@@ -29,7 +34,7 @@ from ant.train.runs import add_common_arguments, fingerprint, make_trainer, para
 from ant.train.trainer import write_history
 
 log = logging.getLogger(__name__)
-PRETRAINING = [m.name for m in METHODS.values() if m.is_baseline and m.pretrain == "target"]
+PRETRAINING = [m.name for m in METHODS.values() if m.is_baseline and m.pretrain is not None]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,39 +64,56 @@ class PretextObjective:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    method, _, hp, task, model = prepare(args, "pretrain-baseline")
+    method, module, hp, tasks, shape = prepare(args, "pretrain-baseline", pretraining=True)
+    model = module.Model(hp.model, shape)
     settings = hp.model
     lr = settings.pretrain_lr if settings.pretrain_lr is not None else hp.optim.lr
-    stage = replace(hp.optim, epochs=settings.pretrain_epochs, lr=lr, lr_decay=1.0, select=None, patience=None)
+    batch_size = getattr(settings, "pretrain_batch_size", None) or hp.optim.batch_size
+    stage = replace(
+        hp.optim,
+        epochs=settings.pretrain_epochs,
+        lr=lr,
+        batch_size=batch_size,
+        lr_decay=1.0,
+        select=None,
+        patience=None,
+    )
     hp = replace(hp, optim=stage)
     device = resolve_device(hp.train.device)
     model.to(device)
-    rows = TrainRows.build(task.splits["train"], "prefixes")  # pretext tasks are built per prefix row
+    offsets = np.cumsum([0] + [t.n_items for t in tasks])[:-1]
+    # the losses are built per prefix row (pretext tasks, in-batch negatives): never all_positions
+    parts = [TrainRows.build(t.splits["train"], "prefixes", int(o)) for t, o in zip(tasks, offsets, strict=True)]
+    rows = TrainRows.concat(parts)
+    names = [t.name for t in tasks]
     if len(rows) == 0:
-        raise UserError(f"task {task.name} has no training rows to pre-train on")
+        raise UserError(f"{', '.join(names)}: no training rows to pre-train on")
     objective = PretextObjective(model, rows, hp.optim.batch_size, device)
     run_settings = {"method": method.name, "seed": args.seed, "hparams": hp.to_dict()}
     trainer = make_trainer(
-        objective, hp, args.seed, args.out_dir, fingerprint("baseline_pretrain", run_settings, [task]), args.progress
+        objective, hp, args.seed, args.out_dir, fingerprint("baseline_pretrain", run_settings, tasks), args.progress
     )
     log.info(
         "pre-train %s on %s on %s for %d epochs: %d parameters",
         method.name,
-        task.name,
+        ", ".join(names),
         device,
         hp.optim.epochs,
         parameter_counts(model)["trainable"],
     )
     result = trainer.fit()
     out = args.out_dir
-    save_baseline(model, out / "model.safetensors", method.name, settings, {"task": task.name, "stage": "pretrain"})
+    save_baseline(
+        model, out / "model.safetensors", method.name, settings, {"tasks": json.dumps(names), "stage": "pretrain"}
+    )
     write_history(result.history, out / "history.csv")
     last = result.history[-1] if result.history else {}
     write_json(
         {
             "stage": "pretrain",
             "method": method.name,
-            "task": task.name,
+            "tasks": names,
+            "items": {t.name: t.n_items for t in tasks},
             "seed": args.seed,
             "epochs_run": result.epochs_run,
             "resumed_from_epoch": result.resumed_from,
