@@ -1,7 +1,8 @@
 """`embed-text`: the [CLS] vector of the last hidden layer of a BERT-like encoder, per item (spec section 2).
 
     python -m ant embed-text --task T --items items.parquet --out-dir DIR --model bert-base-uncased \\
-        [--revision R] --max-length 512 --batch-size 256 --device auto --partitions 1 --shard-items 20000
+        [--revision R] --max-length 512 --batch-size 256 --device auto --partitions 1 --shard-items 20000 \\
+        [--word-drop 0.15 --word-drop-seed 0]
 
 Contract: a feature store (ant.features.store) of dimension hidden_size, one float32 row per item_idx:
 last_hidden_state[:, 0] (not pooler_output, whose extra dense+tanh layer was trained for next-sentence
@@ -13,12 +14,22 @@ Empty text: encoded like any other text, i.e. "[CLS] [SEP]", with present = True
 script (which ANT's features come from) does, the text modality has no presence flag in the model (spec
 section 3), and an item's text is empty only when its title, categories and brand are all missing, which the
 count `empty_texts` in the manifest makes visible.
+
+Word drop (UniSRec's second text feature, spec baselines.md section 8): with `--word-drop p` each item's text
+is split on whitespace and every word dropped with probability p before tokenisation (`drop_words`); the store
+is then modality `text_worddrop`. The draws of an item come from a generator seeded by (seed, item_id), so a
+store is the same whatever its sharding, partitions or item order. An item that loses no word keeps its text
+as it was, hence its plain vector. The manifest's encoder records {rate, seed} and `word_drop_changed_texts`
+counts the items whose text changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,16 +50,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser, shard_items=20_000)
     rt.add_encoder_arguments(parser, model="bert-base-uncased", batch_size=256)
     parser.add_argument("--max-length", type=int, default=512, help="tokens per text, [CLS] and [SEP] included")
+    parser.add_argument(
+        "--word-drop",
+        type=float,
+        default=0.0,
+        help="drop each word of a text with this probability before encoding (UniSRec's word-dropped text "
+        "feature, a store of modality text_worddrop); 0: off",
+    )
+    parser.add_argument("--word-drop-seed", type=int, default=0, help="seed of the word drop (with the item_id)")
 
 
 def run(args: argparse.Namespace) -> int:
     check_store_arguments(args)
     if args.max_length < 2 or args.batch_size < 1:
         raise UserError("--max-length must be at least 2 and --batch-size at least 1")
+    if not 0 <= args.word_drop < 1:  # written so that NaN is refused too
+        raise UserError(f"--word-drop must be in [0, 1) (0: off), got {args.word_drop}")
     items = read_items(args.items, ["text"])
     item_ids = items.column("item_id").to_pylist()
     texts = [t or "" for t in items.column("text").to_pylist()]
-    extra = {"empty_texts": sum(1 for t in texts if not t.strip())}
+    word_drop: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if args.word_drop > 0:
+        # the plain store's encoder and manifest stay as they were without word drop: existing stores stay valid
+        word_drop = {"word_drop": {"rate": args.word_drop, "seed": args.word_drop_seed}}
+        dropped = drop_words(texts, item_ids, args.word_drop, args.word_drop_seed)
+        extra["word_drop_changed_texts"] = sum(a != b for a, b in zip(texts, dropped, strict=True))
+        texts = dropped
+    extra["empty_texts"] = sum(1 for t in texts if not t.strip())  # of the texts encoded
 
     config = rt.model_config("text", args.model, args.revision)
     check_max_length(config, args.max_length)
@@ -61,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "max_length": args.max_length,
         "precision": precision,
         "code_version": STAGES["text"],  # a bumped stage version must not reuse old shards
+        **word_drop,
     }
     loaded: dict[str, Any] = {}
 
@@ -81,10 +111,41 @@ def run(args: argparse.Namespace) -> int:
         return values, np.ones(len(values), dtype=bool)
 
     dim, digest = config.hidden_size, column_digest(texts, b"\0")
+    modality = "text_worddrop" if args.word_drop > 0 else "text"
     fill_store_from_arguments(
-        args, "text", compute, encoder=encoder, dim=dim, item_ids=item_ids, inputs_digest=digest, extra=extra
+        args, modality, compute, encoder=encoder, dim=dim, item_ids=item_ids, inputs_digest=digest, extra=extra
     )
     return 0
+
+
+def drop_words(texts: Sequence[str], item_ids: Sequence[str], rate: float, seed: int = 0) -> list[str]:
+    """UniSRec's word drop: each whitespace-separated word of texts[i] dropped with probability `rate`, the kept
+    words joined by single spaces in their order; a text that loses no word is returned as it was.
+
+    Item i's draws come from its own generator, seeded by (seed, item_ids[i]) through blake2b, so an item's
+    result does not depend on which other items are in the call (shards, partitions, order). Python's
+    `random.Random(int).random()` is the stream the standard library promises to keep across versions.
+    A Python loop over items: string splitting has no vectorised form, and it costs ~8 s per million items
+    next to the hours BERT takes for them.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"word drop rate {rate} is not in [0, 1)")
+    if len(texts) != len(item_ids):
+        raise ValueError(f"{len(texts)} texts but {len(item_ids)} item ids")
+    if rate == 0:
+        return list(texts)
+    out = []
+    for text, item_id in zip(texts, item_ids, strict=True):
+        words = text.split()
+        draw = random.Random(_item_seed(seed, item_id)).random
+        kept = [word for word in words if draw() >= rate]  # P(keep) = 1 - rate
+        out.append(text if len(kept) == len(words) else " ".join(kept))
+    return out
+
+
+def _item_seed(seed: int, item_id: str) -> int:
+    """A 128-bit seed from (seed, item_id); the NUL cannot occur in a decimal seed, so pairs never collide."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}\0{item_id}".encode(), digest_size=16).digest(), "big")
 
 
 def encode_texts(

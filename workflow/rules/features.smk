@@ -1,9 +1,10 @@
-"""Frozen modality features per task: BERT text, Swin image, sinusoidal price (spec section 2).
+"""Frozen modality features per task: BERT text, Swin image, sinusoidal price (spec section 2), and UniSRec's
+word-dropped BERT text (modality text_worddrop, spec baselines.md section 8) where a rule asks for it.
 
 Every store's manifest.json is the output other rules depend on. The text and image encoders of a task run as
 features.partitions = P jobs, one per partition of the store's shards: each asks for a GPU and writes
 partitions/<i>-of-<P>.json (i = 0..P-1) in the store folder. One merge job per store then checks the P markers
-and writes the manifest (`merge-features`, one rule for both modalities). P = 1 is one encoder job and its merge.
+and writes the manifest (`merge-features`, one rule for all encoder stores). P = 1 is one encoder job and its merge.
 A merge is a second of work without torch, so on a cluster it runs where Snakemake runs instead of queueing.
 
 A partition wildcard rather than `scattergather`: scatter items are numbered 1-of-P..P-of-P while the commands
@@ -17,20 +18,26 @@ ENCODER_FLAGS = cli_flags({k: FEAT[k] for k in ("device", "precision", "shard_it
 ENCODER_THREADS = 8
 # an encoder job's output, in its store folder (the commands name it so)
 MARKER = f"partitions/{{part}}-of-{PARTITIONS}.json"
+# the stores embed_text writes: the plain text and UniSRec's word-dropped text (same encoder, same code version)
+TEXT_MODALITIES = "text_worddrop|text"
 
 
+# Both text stores of a task: modality text, and text_worddrop (UniSRec's word-dropped text, spec baselines.md
+# section 8), which is built only when a rule asks for its manifest.
 rule embed_text:
     input:
         item_table=rules.kcore.output.item_table,
         model=local_model_input(FEAT["text"]["model"]),
     output:
-        marker=os.path.join(feature_store("{task}", "text"), MARKER),
+        # feature_store(task, modality)'s layout, with the modality a wildcard
+        marker=os.path.join("results/features/{task}/{modality}", TEXT_ENCODER, MARKER),
     log:
-        f"logs/features/{{task}}/text.{{part}}-of-{PARTITIONS}.log",
+        f"logs/features/{{task}}/{{modality}}.{{part}}-of-{PARTITIONS}.log",
     benchmark:
-        f"logs/features/{{task}}/text.{{part}}-of-{PARTITIONS}.benchmark.tsv"
+        f"logs/features/{{task}}/{{modality}}.{{part}}-of-{PARTITIONS}.benchmark.tsv"
     wildcard_constraints:
         part=r"\d+",
+        modality=TEXT_MODALITIES,
     conda:
         "../envs/ant.yaml"
     threads: ENCODER_THREADS
@@ -39,8 +46,10 @@ rule embed_text:
         mem_mb=32000,
         runtime=720,
     params:
-        out_dir=lambda w: feature_store(w.task, "text"),
-        flags=cli_flags(FEAT["text"]),
+        out_dir=lambda w: feature_store(w.task, w.modality),
+        # the rate is read only for text_worddrop: a config without UniSRec's settings still plans the plain store
+        flags=lambda w: cli_flags(FEAT["text"])
+        + ("" if w.modality == "text" else f" --word-drop {config['baselines']['unisrec']['word_drop_rate']}"),
         common=ENCODER_FLAGS,
         partitions=PARTITIONS,
         version=VERSION["text"],
@@ -87,8 +96,9 @@ rule merge_features:
     input:
         item_table=rules.kcore.output.item_table,
         markers=lambda w: expand(
-            {"text": rules.embed_text.output.marker, "image": rules.embed_image.output.marker}[w.modality],
+            rules.embed_image.output.marker if w.modality == "image" else rules.embed_text.output.marker,
             task=w.task,
+            modality=w.modality,
             part=range(PARTITIONS),
         ),
     output:
@@ -98,7 +108,7 @@ rule merge_features:
     benchmark:
         "logs/features/{task}/{modality}/{encoder}.merge.benchmark.tsv"
     wildcard_constraints:
-        modality="text|image",
+        modality=f"{TEXT_MODALITIES}|image",
         encoder=_alternatives([TEXT_ENCODER, IMAGE_ENCODER]),
     localrule: True
     conda:
@@ -106,7 +116,7 @@ rule merge_features:
     params:
         out_dir=lambda w, output: os.path.dirname(output.manifest),
         partitions=PARTITIONS,
-        version=lambda w: VERSION[w.modality],
+        version=lambda w: VERSION["image" if w.modality == "image" else "text"],
     shell:
         "python -m ant merge-features --items {input.item_table:q} --out-dir {params.out_dir:q} "
         "--partitions {params.partitions} > {log:q} 2>&1"
