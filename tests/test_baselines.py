@@ -5,6 +5,7 @@ in tests/test_baseline_<method>.py; the Transformer itself against independent r
 tests/test_model_reference.py.
 """
 
+import copy
 import dataclasses
 import importlib
 import json
@@ -201,3 +202,20 @@ def test_bad_baseline_invocations_fail_with_one_clear_line(world, tmp_path, capl
     assert "modality 'text' is not read here" in caplog.text
     assert run_cli(*args, "--pretrained", "x.safetensors") == 1
     assert "sasrec has no pre-training stage" in caplog.text
+
+
+@pytest.mark.parametrize("method", BASELINES, ids=lambda m: m.name)
+def test_evaluation_reuses_computed_candidates_only_while_the_weights_are_unchanged(method):
+    model = tiny(method, **BATCH_FREE.get(method.name, {}))
+    rows = split(sequences(), 50)["test"]
+    args = [torch.from_numpy(a).long() for a in (rows.history[:, : rows.length.max()], rows.length, rows.user_idx)]
+    with torch.no_grad():
+        first = model.scores(*args)
+        torch.testing.assert_close(model.scores(*args), first, rtol=0, atol=0)
+        for param in model.parameters():
+            param.add_(0.5 * torch.randn_like(param))  # in place, as an optimiser step or a checkpoint load
+        moved = model.scores(*args)
+    assert not torch.allclose(moved, first)
+    fresh = copy.deepcopy(model)  # the same weights, nothing cached
+    with torch.no_grad():
+        torch.testing.assert_close(moved, fresh.scores(*args), rtol=1e-6, atol=1e-6)

@@ -27,15 +27,39 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     assert jobs["download"] == 2 * n_tasks  # ratings + meta per task, copied from the local demo mirror
     for rule in ("ingest", "kcore", "fetch_images", "embed_price"):
         assert jobs[rule] == n_tasks, rule
-    # features.partitions: 1 is one encoder job and one merge per task and modality
-    for rule in ("embed_text", "embed_image"):
-        assert jobs[rule] == n_tasks, rule
-    assert jobs["merge_features"] == 2 * n_tasks  # one rule merges text and image stores alike
+    # features.partitions: 1 is one encoder job and one merge per task and modality; UniSRec's pre-training corpus
+    # (the auxiliary tasks) has a word-dropped text store as well
+    n_aux, runs = len(demo["auxiliary"]), len(demo["targets"]) * len(demo.get("seeds", [0]))
+    assert jobs["embed_text"] == n_tasks + n_aux and jobs["embed_image"] == n_tasks
+    assert jobs["merge_features"] == 2 * n_tasks + n_aux  # one rule merges every encoder's stores
     assert jobs["table_datasets"] == 1 and jobs["table_negative_transfer"] == 1
     assert jobs["pretrain"] == len(demo.get("seeds", [0]))
-    assert jobs["adapt"] == 4 * len(demo["targets"]) * len(demo.get("seeds", [0]))
-    assert jobs["train_baseline"] == 5 * len(demo["targets"]) * len(demo.get("seeds", [0]))  # the five baselines
-    assert jobs["pretrain_baseline"] == len(demo["targets"]) * len(demo.get("seeds", [0]))  # S3-Rec's, per target
+    assert jobs["adapt"] == 4 * runs
+    assert jobs["train_baseline"] == (7 + 4) * runs  # seven baselines and UniSRec's four variants
+    assert jobs["pretrain_baseline"] == runs  # S3-Rec's, on each target
+    assert jobs["pretrain_baseline_corpus"] == len(demo.get("seeds", [0]))  # UniSRec's, on the auxiliary tasks
+
+
+def test_unisrec_pre_trains_on_its_corpus_and_only_its_loading_variants_wait_for_it(work):
+    config = load_config("config.yaml")
+    unisrec = config["baselines"]["unisrec"]
+    unisrec |= {"pretrain_tasks": ["DemoFood", "DemoHome"], "word_drop": False, "variants": ["scratch", "finetune"]}
+    write_config(work, "unisrec.yaml", config)
+    run = snakemake(work, "-n", "all", "--configfile", "config/unisrec.yaml")
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout)
+    (pretraining,) = [j for j in jobs if j.rule == "pretrain_baseline_corpus"]
+    assert pretraining.output[0] == "results/pretrain/unisrec/seed0/model.safetensors"
+    shell = pretraining.fields["shell"]
+    assert "--sequences DemoFood=" in shell and "--sequences DemoHome=" in shell and "DemoMovies" not in shell
+    assert "text_worddrop" not in shell and not [j for j in jobs if j.wildcards.get("modality") == "text_worddrop"]
+    runs = {
+        j.wildcards["variant"]: j for j in jobs if j.rule == "train_baseline" and j.wildcards["method"] == "unisrec"
+    }
+    assert sorted(runs) == ["finetune", "scratch"]
+    assert "--pretrained results/pretrain/unisrec/seed0/model.safetensors" in runs["finetune"].fields["shell"]
+    assert "--variant finetune " in runs["finetune"].fields["shell"]
+    assert "--pretrained" not in runs["scratch"].fields["shell"]
 
 
 def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
@@ -62,8 +86,8 @@ def test_partitioned_encoders_plan_one_job_per_partition_and_a_merge(work):
     run = snakemake(work, "-n", "all", "--configfile", "config/partitioned.yaml")
     assert run.returncode == 0, run.stderr
     jobs = jobs_of(run.stdout + run.stderr)
-    assert jobs["embed_text"] == jobs["embed_image"] == 3 * 9
-    assert jobs["merge_features"] == 2 * 9  # the merges write the manifests, one per text and image store
+    assert jobs["embed_image"] == 3 * 9 and jobs["embed_text"] == 3 * (9 + 4)  # + UniSRec's word-dropped text
+    assert jobs["merge_features"] == 2 * 9 + 4  # the merges write the manifests, one per store
 
 
 @pytest.mark.parametrize("partitions", [1, 3])
@@ -76,7 +100,7 @@ def test_each_task_and_modality_has_one_encoder_job_per_partition_and_one_merge(
     jobs = planned_jobs(run.stdout)
     tasks = config["auxiliary"] + config["targets"]
     for modality, encoder in (("text", "tiny-bert"), ("image", "tiny-swin")):
-        parts = [j for j in jobs if j.rule == f"embed_{modality}"]
+        parts = [j for j in jobs if j.rule == f"embed_{modality}" and j.wildcards.get("modality", modality) == modality]
         merges = [j for j in jobs if j.rule == "merge_features" and j.wildcards["modality"] == modality]
         assert sorted((j.wildcards["task"], int(j.wildcards["part"])) for j in parts) == sorted(
             (t, i) for t in tasks for i in range(partitions)
@@ -116,6 +140,7 @@ PAPER_JOBS = {
     "adapt": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
     "train_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
     "pretrain_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 1440}),
+    "pretrain_baseline_corpus": (2, {"gpu": 1, "mem_mb": 64000, "runtime": 4320}),
 }
 PAPER_JOBS_SET_ELSEWHERE = {"table_negative_transfer", "all"}  # analysis.smk, the Snakefile
 
@@ -225,7 +250,7 @@ def test_a_local_source_that_does_not_exist_is_reported_before_anything_runs(wor
             lambda c: c["baselines"]["npe"].update(tasks={"Nowhere": {"lr": 0.01}}),
             "baselines.npe.tasks.Nowhere: no such task",
         ),
-        (lambda c: c["baselines"].update(run=["sasrec", "nova"]), "baselines.run.1"),
+        (lambda c: c["baselines"].update(run=["sasrec", "pinsage"]), "baselines.run.1"),
     ],
     ids=[
         "unknown-target",

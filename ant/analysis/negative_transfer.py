@@ -4,11 +4,12 @@
 
 Reads the runs' metrics.json (task, method, strategy, variant, seed, test metrics), averages each (task, method,
 variant) over its seeds (± sample standard deviation when there are several) and lays the rows out as the paper
-does: per task, the methods in the registry's order (ant/methods.py: UniSRec's rows before ANT's), each method's
-variants in its registry order (G, F, R, ANT+ID), any other after. The metrics are those of the history rule the
-runs were evaluated under (eval.exclude_history; runs under different rules are refused). The CSV also gives each
-row's Recall@10 change against the same method's G row, in % (negative = negative transfer); the Markdown marks
-each method's best value per task and metric in bold.
+does: per task, the methods in the registry's order (ant/methods.py: UniSRec's before ANT's), each method's
+variants in its registry order (G, F, R, +ID), any other after. The metrics are those of the history rule the
+runs were evaluated under (eval.exclude_history; runs under different rules are refused). The CSV has one row per
+(task, method, variant) and each row's Recall@10 change against the same method's G row, in % (negative =
+negative transfer); the Markdown is the paper's layout (a row per task and metric, a column per method and
+variant: UniSRec-G, UniSRec-F, UniSRec-R, ANT-G, ...) and marks each method's best value in bold.
 """
 
 from __future__ import annotations
@@ -119,29 +120,40 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def column_label(row: dict[str, Any]) -> str:
+    """A (method, variant) column of the paper's layout: "UniSRec-G", "ANT-R"; a label naming its method as is."""
+    return row["label"] if row["method"] in row["label"] else f"{row['method']}-{row['label']}"
+
+
 def to_markdown(rows: list[dict[str, Any]]) -> str:
+    """The paper's layout: a row per task and metric, a column per (method, variant) in registry order; bold = the
+    method's best variant on that task and metric."""
+    columns = list(dict.fromkeys(column_label(r) for r in rows))
+    cell: dict[tuple[str, str], dict[str, Any]] = {(r["task"], column_label(r)): r for r in rows}
     best: dict[tuple[str, str, str], float] = {}
     for row in rows:
         for m in METRICS:
             key = (row["task"], row["method"], m)
             best[key] = max(best.get(key, -math.inf), row[m])
-    lines = [
-        "| Task | Method | Strategy | " + " | ".join(HEADERS[m] for m in METRICS) + " |",
-        "|---|---|---|" + "---:|" * len(METRICS),
-    ]
-    for row in rows:
-        cells = []
+    lines = ["| Task | Metric | " + " | ".join(columns) + " |", "|---|---|" + "---:|" * len(columns)]
+    for task in dict.fromkeys(r["task"] for r in rows):
         for m in METRICS:
-            text = f"{row[m]:.4f}" + (f" ± {row[f'{m}_std']:.4f}" if row[f"{m}_std"] is not None else "")
-            cells.append(f"**{text}**" if row[m] == best[(row["task"], row["method"], m)] else text)
-        lines.append(f"| {row['task']} | {row['method']} | {row['label']} | " + " | ".join(cells) + " |")
+            cells = []
+            for column in columns:
+                row = cell.get((task, column))
+                if row is None:
+                    cells.append("–")
+                    continue
+                text = f"{row[m]:.4f}" + (f" ± {row[f'{m}_std']:.4f}" if row[f"{m}_std"] is not None else "")
+                cells.append(f"**{text}**" if row[m] == best[(task, row["method"], m)] else text)
+            lines.append(f"| {task} | {HEADERS[m]} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seeds"] for r in rows})
     note = (
         f"\nTest metrics (full ranking over all items of the task, {RULE_NAMES.get(rows[0]['history_rule'], '?')}); "
-        "G = trained from scratch, F = fine-tuned, "
-        "R = re-learnt, ANT+ID = R with item-ID embeddings. "
+        "G = trained from scratch, F = fine-tuned, R = re-learnt, +ID = with item-ID embeddings (UniSRec+ID: F "
+        "with them, ANT+ID: R with them). "
         f"Mean over {'/'.join(map(str, seeds))} seed(s)" + (", ± sample std" if max(seeds) > 1 else "") + "; "
-        "bold = the method's best on the task.\n"
+        "bold = the method's best on the task; – = not run.\n"
     )
     return "\n".join(lines) + "\n" + note
 

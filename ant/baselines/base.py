@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +47,10 @@ class TaskShape:
     n_users: int
     max_history: int
     features: dict[str, np.ndarray]  # modality -> float32 [N, d_m] in item_idx order (the method's modalities)
+    # (offsets int64 [n_users + 1], seconds int64 [interactions]): task-local user u's interaction times, in sequence
+    # order, are seconds[offsets[u]:offsets[u + 1]] (ant.data.split.read_timestamps); only filled for a model that
+    # reads them (CARCA's time6 context), None otherwise
+    timestamps: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def ids(history: torch.Tensor) -> torch.Tensor:
@@ -76,6 +81,22 @@ class Baseline(nn.Module, metaclass=abc.ABCMeta):
         """states [M, d] -> [M, N] dot products with every real item, in float32 even under autocast."""
         with torch.autocast(states.device.type, enabled=False):
             return states.float() @ self.candidates().float().T
+
+    def evaluation_cached(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """compute(), or its last result while evaluating: in eval mode without grad, as long as no parameter or
+        buffer has changed (same storage, same in-place version counter) and autocast is as it was. For candidate
+        tables computed by a network (UniSRec's MoE, NOVA's fusion), which one evaluation would otherwise recompute
+        for every batch of users; in training they are recomputed on every call (their dropout, their gradient)."""
+        if self.training or torch.is_grad_enabled():
+            return compute()
+        tensors = [*self.parameters(), *self.buffers()]
+        device = tensors[0].device.type if tensors else "cpu"
+        key = (torch.is_autocast_enabled(device), *((t.data_ptr(), t._version) for t in tensors))
+        cache = self.__dict__.get("_evaluation_cache")
+        if cache is None or cache[0] != key:
+            cache = (key, compute())
+            self.__dict__["_evaluation_cache"] = cache  # a plain attribute: never a registered buffer or state
+        return cache[1]
 
     def scores(
         self, history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor | None = None

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ant.baselines.base import Baseline, TaskShape, ids
-from ant.model.ant import LAYER_NORM_EPS
+from ant.model.ant import LAYER_NORM_EPS, cosine_logits
 from ant.model.dropout import dropout
 from ant.model.transformer import recbole_init, right_padded
 
@@ -168,12 +168,9 @@ class Model(Baseline):
 
     def candidates(self) -> torch.Tensor:
         """The fused f of the N real items [N, d] (ids 1..N, no positions)."""
-        return self.fused(torch.arange(1, self.items.num_embeddings, device=self.items.weight.device))
+        ids = torch.arange(1, self.items.num_embeddings, device=self.items.weight.device)
+        return self.evaluation_cached(lambda: self.fused(ids))
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """states [M, d] -> [M, N] cos(u, f) / tau in float32 even under autocast."""
-        f = self.candidates()
-        with torch.autocast(states.device.type, enabled=False):
-            u = F.normalize(states.float(), dim=-1)
-            f = F.normalize(f.float(), dim=-1) / self.settings.temperature  # [N, d], not the [M, N] product
-            return u @ f.T
+        return cosine_logits(states, self.candidates(), self.settings.temperature)

@@ -37,6 +37,7 @@ from torch import nn
 
 from ant.baselines.base import Baseline, TaskShape, ids, recbole_encoder, text_table
 from ant.data.split import PAD
+from ant.model.ant import cosine_logits
 from ant.model.item_encoder import MoEAdaptor
 from ant.model.transformer import last_position, recbole_init, right_padded, run_layers
 from ant.train.batches import Batch
@@ -70,6 +71,11 @@ class Settings:
     pretrain_epochs: int = 300  # the pre-training stage's fixed budget, last epoch kept
     pretrain_lr: float | None = None  # the pre-training stage's lr; None: the method's lr
     pretrain_batch_size: int = 8192  # rows per pre-training batch (the in-batch negatives); upstream 8,192
+
+    def pretrain_modalities(self) -> tuple[str, ...]:
+        """The feature stores pre-training reads: the text, and the word-dropped text when word drop is on (so a
+        missing store is an error of the command, never a silent switch to item drop only)."""
+        return ("text", "text_worddrop") if self.word_drop else ("text",)
 
     def problems(self) -> list[str]:
         """What is wrong with these values (ant.train.hparams prefixes "model.")."""
@@ -171,17 +177,13 @@ class Model(Baseline):
         return self.hidden(ids(history), length)
 
     def candidates(self) -> torch.Tensor:
-        """[N, d], recomputed on every call: the adaptor (and the id table) train."""
+        """[N, d], recomputed on every training call: the adaptor (and the id table) train."""
         tokens = torch.arange(1, self.text.shape[0], device=self.text.device)
-        return self.item_vectors(self.text[1:], tokens)
+        return self.evaluation_cached(lambda: self.item_vectors(self.text[1:], tokens))
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
-        """states [M, d] -> cos(u, v) / tau [M, N] against every real item, in float32 even under autocast."""
-        items = self.candidates()  # under the caller's autocast
-        with torch.autocast(states.device.type, enabled=False):
-            u = F.normalize(states.float(), dim=-1)
-            v = F.normalize(items.float(), dim=-1) / self.settings.temperature  # [N, d], not the [M, N] product
-            return u @ v.T
+        """states [M, d] -> cos(u, v) / tau [M, N] against every real item (the MoE under the caller's autocast)."""
+        return cosine_logits(states, self.candidates(), self.settings.temperature)
 
     # ------------------------------------------------------------------ pre-training
     def augmented_view(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

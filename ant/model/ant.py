@@ -119,10 +119,16 @@ class ANT(nn.Module):
 
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """cos(u, v) / temperature for every (user, item) pair, in float32 even under autocast."""
-        with torch.autocast(users.device.type, enabled=False):
-            u = F.normalize(users.float(), dim=-1)
-            v = F.normalize(items.float(), dim=-1) / self.config.temperature  # [N, d], not the [B, N] product
-            return u @ v.T
+        return cosine_logits(users, items, self.config.temperature)
+
+
+def cosine_logits(states: torch.Tensor, items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """cos(u, v) / temperature [M, N] of states [M, d] and items [N, d], in float32 even under autocast (the
+    scores of ANT, UniSRec and NOVA)."""
+    with torch.autocast(states.device.type, enabled=False):
+        u = F.normalize(states.float(), dim=-1)
+        v = F.normalize(items.float(), dim=-1) / temperature  # [N, d], not the [M, N] product
+        return u @ v.T
 
 
 def init_weights(module: nn.Module) -> None:

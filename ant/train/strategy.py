@@ -40,7 +40,11 @@ def apply_variant(
             raise UserError(f"variant {variant.name} starts from a pre-trained model: pass --pretrained")
         fresh = variant.reinit | {ID_EMBEDDING}
         keep = {k: v for k, v in checkpoint.items() if part_of(k) not in fresh}
-        missing, unexpected = model.load_state_dict(keep, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(keep, strict=False)
+        except RuntimeError as err:  # a tensor of another shape: another d, another max_history, ...
+            mismatch = str(err).split("\n\t")[1:2] or [str(err)]
+            raise UserError(f"{source or 'the checkpoint'}: does not fit the model ({mismatch[0].strip()})") from err
         not_loaded = sorted({part_of(k) for k in missing} - fresh)
         if not_loaded or unexpected:
             raise UserError(

@@ -3,12 +3,7 @@
 
 rule table_negative_transfer:
     input:
-        expand(
-            rules.adapt.output.metrics,
-            task=TARGETS,
-            strategy=STRATEGIES,
-            seed=SEEDS,
-        ),
+        negative_transfer_runs(),
     output:
         csv="results/tables/negative_transfer.csv",
         md="results/tables/negative_transfer.md",

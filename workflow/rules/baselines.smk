@@ -2,12 +2,15 @@
 
 The methods are the registry's (ant/methods.py); `baselines.run` chooses which run and `baselines.<method>` holds
 their settings (config/README.md). A method that pre-trains on the target task itself (S3-Rec) does so in a
-pretrain_baseline job whose checkpoint its train_baseline job fine-tunes. Both resume after a kill (resume.pt).
+pretrain_baseline job, one that pre-trains on other tasks (UniSRec, on `pretrain_tasks`: the auxiliary tasks by
+default) in one pretrain_baseline_corpus job per seed; the train_baseline jobs of the variants that start from a
+checkpoint fine-tune it. All resume after a kill (resume.pt).
 """
 
-# the variant folders the config's switches name (usually just "default")
-BASELINE_VARIANTS = {baseline_variant(t, m) for t in TARGETS for m in BASELINE_RUNS}
+# the variant folders: UniSRec's strategies, "default" for the others, named with the non-default switches
+BASELINE_VARIANTS = {baseline_variant(t, m, v) for t in TARGETS for m in BASELINE_RUNS for v in baseline_variants(m)}
 PRETRAINING_BASELINES = [m for m in BASELINE_RUNS if METHODS[m].pretrain == "target"]
+CORPUS_BASELINES = [m for m in BASELINE_RUNS if METHODS[m].pretrain == "auxiliary"]
 
 
 rule pretrain_baseline:
@@ -34,6 +37,38 @@ rule pretrain_baseline:
         tasks=lambda w, input: task_flags(input, [w.task]),
         preset=lambda w: baseline_settings(w.task, w.method)["preset"],
         hparams=lambda w: baseline_hparams(w.task, w.method),
+        out_dir=lambda w, output: os.path.dirname(output.model),
+        version=VERSION["baseline_pretrain"],
+    shell:
+        "python -m ant pretrain-baseline --method {wildcards.method} --preset {params.preset} {params.tasks} "
+        "--seed {wildcards.seed} --hparams {params.hparams} --threads {threads} --out-dir {params.out_dir:q} "
+        "> {log:q} 2>&1"
+
+
+rule pretrain_baseline_corpus:
+    input:
+        unpack(corpus_inputs),
+    output:
+        model="results/pretrain/{method}/seed{seed}/model.safetensors",
+        metrics="results/pretrain/{method}/seed{seed}/metrics.json",
+        history="results/pretrain/{method}/seed{seed}/history.csv",
+    log:
+        "logs/pretrain/{method}/seed{seed}.log",
+    benchmark:
+        "logs/pretrain/{method}/seed{seed}.benchmark.tsv"
+    wildcard_constraints:
+        method=_alternatives(CORPUS_BASELINES),
+    conda:
+        "../envs/ant.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=TRAIN_GPUS,
+        mem_mb=64000,
+        runtime=4320,
+    params:
+        tasks=lambda w, input: task_flags(input, baseline_corpus(w.method)),
+        preset=lambda w: baseline_settings(None, w.method)["preset"],
+        hparams=lambda w: baseline_hparams(None, w.method),
         out_dir=lambda w, output: os.path.dirname(output.model),
         version=VERSION["baseline_pretrain"],
     shell:
@@ -71,9 +106,10 @@ rule train_baseline:
             f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else ""
         ),
         hparams=lambda w: baseline_hparams(w.task, w.method),
+        variant=lambda w: registry_variant(w.method, w.variant),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         version=VERSION["baselines"],
     shell:
-        "python -m ant train-baseline --method {wildcards.method} --preset {params.preset} {params.tasks} "
-        "{params.pretrained} --seed {wildcards.seed} --hparams {params.hparams} --threads {threads} "
+        "python -m ant train-baseline --method {wildcards.method} --variant {params.variant} --preset {params.preset} "
+        "{params.tasks} {params.pretrained} --seed {wildcards.seed} --hparams {params.hparams} --threads {threads} "
         "--out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -50,11 +50,16 @@ for _files in RAW.values():
 
 BASELINES = config["baselines"]
 BASELINE_RUNS = list(BASELINES["run"])
-# keys of a `baselines.<method>` entry that set the optimisation; every other key is a model setting
+# keys of a `baselines.<method>` entry that set the optimisation or what the workflow runs; every other key is a
+# model setting (the method's Settings)
 BASELINE_OPTIM = ("preset", "lr", "batch_size", "epochs", "patience")
+BASELINE_WORKFLOW = ("variants", "pretrain_tasks", "tasks")
 for _method in METHODS.values():
     if not _method.is_baseline:
         continue
+    for _task in BASELINES[_method.name].get("pretrain_tasks") or []:
+        if _task not in TASKS:
+            _config_error(f"baselines.{_method.name}.pretrain_tasks: {_task!r} is not defined under tasks:")
     for _task, _override in BASELINES[_method.name]["tasks"].items():
         if _task not in TASKS:
             _config_error(f"baselines.{_method.name}.tasks.{_task}: no such task (known: {sorted(TASKS)})")
@@ -115,7 +120,8 @@ def local_model_input(model):
 
 def feature_store(task, modality):
     """The folder of one feature store: its shards, partition markers and manifest.json."""
-    encoder = {"text": TEXT_ENCODER, "image": IMAGE_ENCODER, "price": PRICE_ENCODER}[modality]
+    encoder = {"text": TEXT_ENCODER, "text_worddrop": TEXT_ENCODER, "image": IMAGE_ENCODER, "price": PRICE_ENCODER}
+    encoder = encoder[modality]
     return f"results/features/{task}/{modality}/{encoder}"
 
 
@@ -123,26 +129,32 @@ def feature_manifest(task, modality):
     return f"{feature_store(task, modality)}/manifest.json"
 
 
-def task_inputs(task, method):
+# the feature stores a training command may read: the modalities, and UniSRec's word-dropped text (pre-training)
+FEATURE_KINDS = (*MODALITIES, "text_worddrop")
+
+
+def task_inputs(task, method, extra=()):
     """Everything a training run of `method` needs of one task: its sequences, items and the feature stores of
-    the modalities the method reads (ant/methods.py), as named inputs `<task>_sequences`, `<task>_text`, ..."""
+    the modalities the method reads (ant/methods.py) and of `extra` ones, as named inputs `<task>_sequences`,
+    `<task>_text`, ..."""
     return {
         f"{task}_sequences": expand(rules.kcore.output.sequences, task=task)[0],
         f"{task}_items": expand(rules.kcore.output.item_table, task=task)[0],
-        **{f"{task}_{m}": feature_manifest(task, m) for m in METHODS[method].modalities},
+        **{f"{task}_{m}": feature_manifest(task, m) for m in (*METHODS[method].modalities, *extra)},
     }
 
 
 def task_flags(input, tasks):
     """The training commands' --sequences/--items NAME=PATH and --features NAME.MODALITY=MANIFEST flags: exactly
-    the files the rule declares as `input` (named by task_inputs)."""
+    the files the rule declares as `input` (named by task_inputs, "<task>_<kind>")."""
     flags = []
     for task in tasks:
-        for name, path in input.items():
-            owner, _, kind = name.rpartition("_")  # "<task>_<kind>"; a task name may hold "_", a kind never
-            if owner == task:
-                flags += [f"--{kind}", f"{task}={path}"] if kind in ("sequences", "items") else []
-                flags += ["--features", f"{task}.{kind}={path}"] if kind in MODALITIES else []
+        for kind in ("sequences", "items"):
+            if f"{task}_{kind}" in input.keys():
+                flags += [f"--{kind}", f"{task}={input[f'{task}_{kind}']}"]
+        for kind in FEATURE_KINDS:
+            if f"{task}_{kind}" in input.keys():
+                flags += ["--features", f"{task}.{kind}={input[f'{task}_{kind}']}"]
     return shlex.join(flags)
 
 
@@ -150,7 +162,10 @@ def all_targets():
     """The final targets (rule all, after every rule file is included)."""
     targets = [*rules.table_datasets.output, *rules.table_negative_transfer.output]
     targets += [feature_manifest(t, m) for t in USED_TASKS for m in MODALITIES]
-    targets += [baseline_run(t, m, seed) for t in TARGETS for m in BASELINE_RUNS for seed in SEEDS]
+    for method in BASELINE_RUNS:
+        targets += [
+            baseline_run(t, method, v, seed) for t in TARGETS for v in baseline_variants(method) for seed in SEEDS
+        ]
     if config["data"]["export_recbole"]:
         targets += expand(rules.export_recbole.output[0], task=USED_TASKS)
     return targets
@@ -173,17 +188,39 @@ def hparams(stage):
 
 
 def baseline_settings(task, method):
-    """A baseline's config entry with the task's overrides (Table A1); `baselines.hparams: uniform` keeps the
-    method's own hidden_size and lr on every task."""
+    """A baseline's config entry with the task's overrides (Table A1; task None: a pre-training on other tasks,
+    without overrides); `baselines.hparams: uniform` keeps the method's own hidden_size and lr on every task."""
     entry = BASELINES[method]
-    override = dict(entry["tasks"].get(task, {}))
+    override = dict(entry["tasks"].get(task, {})) if task else {}
     if BASELINES["hparams"] == "uniform":
         override = {k: v for k, v in override.items() if k not in ("hidden_size", "lr")}
-    return {k: v for k, v in entry.items() if k != "tasks"} | override
+    return {k: v for k, v in entry.items() if k not in BASELINE_WORKFLOW} | override
 
 
-def baseline_variant(task, method):
-    return METHODS[method].variant_of(baseline_settings(task, method))
+def baseline_variants(method):
+    """The registry variants of `method` that run: UniSRec's `variants`, the one "default" of the others."""
+    return BASELINES[method].get("variants") or ["default"]
+
+
+def baseline_variant(task, method, variant="default"):
+    """The run folder of a variant: its name with the non-default switches (ant/methods.py Method.folder)."""
+    return METHODS[method].folder(variant, baseline_settings(task, method))
+
+
+def registry_variant(method, folder):
+    """The registry variant a run folder belongs to (what `train-baseline --variant` takes)."""
+    name = folder.partition("+")[0]
+    return name if name in METHODS[method].variant_names else "default"
+
+
+def baseline_corpus(method):
+    """The tasks a method pre-trains on: the target task itself, or its `pretrain_tasks` (default: the auxiliary)."""
+    return BASELINES[method].get("pretrain_tasks") or AUXILIARY
+
+
+def pretrain_features(method):
+    """Feature stores a baseline's pre-training reads besides its modalities: UniSRec's word-dropped text."""
+    return ("text_worddrop",) if BASELINES[method].get("word_drop") else ()
 
 
 def baseline_hparams(task, method):
@@ -206,17 +243,36 @@ def baseline_hparams(task, method):
 
 
 def baseline_inputs(wildcards):
+    method = METHODS[wildcards.method]
     inputs = task_inputs(wildcards.task, wildcards.method)
-    if METHODS[wildcards.method].pretrain == "target":
-        inputs["pretrained"] = expand(rules.pretrain_baseline.output.model, **wildcards)[0]
+    if method.variant(registry_variant(wildcards.method, wildcards.variant)).load:
+        pretraining = rules.pretrain_baseline if method.pretrain == "target" else rules.pretrain_baseline_corpus
+        inputs["pretrained"] = expand(pretraining.output.model, **wildcards)[0]
     return inputs
 
 
-def baseline_run(task, method, seed):
+def corpus_inputs(wildcards):
+    """A pre-training on other tasks: every corpus task's inputs, with the extra stores it reads."""
+    inputs = {}
+    for task in baseline_corpus(wildcards.method):
+        inputs.update(task_inputs(task, wildcards.method, pretrain_features(wildcards.method)))
+    return inputs
+
+
+def baseline_run(task, method, variant, seed):
     """A baseline run's metrics.json (its variant folder named by the configured switches)."""
-    return expand(
-        rules.train_baseline.output.metrics, task=task, method=method, variant=baseline_variant(task, method), seed=seed
-    )[0]
+    folder = baseline_variant(task, method, variant)
+    return expand(rules.train_baseline.output.metrics, task=task, method=method, variant=folder, seed=seed)[0]
+
+
+def negative_transfer_runs():
+    """Table III: ANT's strategies and, when it runs, UniSRec's variants, on every target and seed."""
+    runs = expand(rules.adapt.output.metrics, task=TARGETS, strategy=STRATEGIES, seed=SEEDS)
+    if "unisrec" in BASELINE_RUNS:
+        runs += [
+            baseline_run(t, "unisrec", v, seed) for t in TARGETS for v in baseline_variants("unisrec") for seed in SEEDS
+        ]
+    return runs
 
 
 def pretrain_inputs(wildcards):
