@@ -75,6 +75,24 @@ def read_sequences(path: str | Path) -> Sequences:
     return Sequences(items=items, offsets=offsets, user_idx=users)
 
 
+def read_timestamps(path: str | Path, seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """The `timestamp` list column of `sequences.parquet` (seconds since the epoch, aligned with `item_idx`), read
+    as `seqs` was read from the same file: (offsets int64 [U + 1], seconds int64 [interactions]) with user u's
+    times at seconds[offsets[u]:offsets[u + 1]], u = task-local user_idx (kcore writes user_idx 0..U-1 in row order,
+    which this checks, so a row's user_idx is its CSR row)."""
+    if not np.array_equal(seqs.user_idx, np.arange(len(seqs.user_idx))):
+        raise ValueError(f"{path}: user_idx is not 0..U-1 in row order; cannot look up times by user_idx")
+    table = pq.read_table(path, columns=["timestamp"]).combine_chunks()
+    if not table.num_rows:
+        return seqs.offsets, np.zeros(0, np.int64)
+    lists = table.column("timestamp").chunk(0)
+    offsets = lists.offsets.to_numpy().astype(np.int64)
+    seconds = lists.values.to_numpy().astype(np.int64)[offsets[0] : offsets[-1]]  # a sliced list may not start at 0
+    if not np.array_equal(offsets - offsets[0], seqs.offsets):
+        raise ValueError(f"{path}: the timestamp lists are not aligned with the item_idx lists")
+    return seqs.offsets, seconds
+
+
 def split(seqs: Sequences, max_history: int = 50) -> dict[str, Rows]:
     """Train prefixes, validation and test rows of every user (see the module docstring)."""
     if max_history < 1:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ant.baselines.base import Baseline, TaskShape, load_state, save_baseline
+from ant.data.split import read_timestamps
 from ant.device import autocast, resolve_device
 from ant.errors import UserError
 from ant.io import write_json
@@ -129,6 +130,10 @@ def prepare(
         n_users=sum(len(t.sequences.user_idx) for t in tasks),
         max_history=hp.max_history,
         features={m: np.concatenate([t.features[m].values for t in tasks]) for m in tasks[0].features},
+        # per-interaction times only for a model whose settings read them (CARCA's time6), so no other method pays
+        timestamps=read_timestamps(tasks[0].files.sequences, tasks[0].sequences)
+        if getattr(hp.model, "context", None) == "time6"
+        else None,
     )
     return method, module, hp, tasks, shape
 
