@@ -285,6 +285,7 @@ def test_structure_init_and_settings():
     assert METHODS["carca"].preset == "ant" and not carca.Model.exact_all_positions
     assert METHODS["carca"].variant_of(vars(carca.Settings(context="time6"))) == "context-time6"
     assert carca.Settings(context="time").problems() and carca.Settings(candidate_chunk=0).problems()
+    assert carca.Settings(candidate_chunk=True).problems() and carca.Settings(use_res=1).problems()
     assert carca.Settings(l2_emb=-1.0).problems() and not carca.Settings().problems()
     m = carca.Model(carca.Settings(hidden_size=64), TaskShape(3000, USERS, 50, features(3000)))
     assert m.feature_dense.in_features == sum(DIMS.values()) and m.feature_dense.out_features == 5 * 64

@@ -15,7 +15,7 @@ Exact chunked form (never B × N × d): logit_{b,c} = b + Σ_h Σ_t a_{h,b,c,t} 
 (no use_res) or <V'_{h,t}, w_h ⊙ q_{c,h}> (use_res). e is linear in c, so q_{b,c} = e(c, 0) + G c_target(b): the
 [B, h, T] part of s from G c and the [h, C, dh] part from e(c, 0) never meet in a B × C × d tensor; only Q' under
 time6 (a LeakyReLU of a row-dependent sum) is [h, B, C, dh] per chunk. Each chunk of `candidate_chunk` items holds
-[h, B, C, T] attention entries and is recomputed in the backward pass (activation checkpointing); only the [B, N]
+[h, B, T, C] attention entries and is recomputed in the backward pass (activation checkpointing); only the [B, N]
 logits stay. Training and evaluation share `scores`; `loss` is CE over it (prefix rows: the encoder is
 bidirectional, so one pass does not give every prefix's state, `exact_all_positions` False; the target is never
 in the input). `encode` returns the final H [B, T, d]; `candidates` e(i, 0) [N, d] (context-free; CARCA never
@@ -68,7 +68,7 @@ class Settings:
     l2_emb: float = 0.0  # loss += l2_emb · ½ (‖E_id‖² + ‖P‖²), upstream's l2_regularizer on the two tables
     use_res: bool = True  # scorer output × q (upstream `use_res`: True for Beauty and Games, False for Men, Fashion)
     context: str = "none"  # "none": no context, learned positions; "time6": six date features from timestamps
-    candidate_chunk: int = 1024  # items per chunk of the scorer: [heads, B, chunk, T] entries alive at a time
+    candidate_chunk: int = 1024  # items per chunk of the scorer: [heads, B, T, chunk] entries alive at a time
 
     def problems(self) -> list[str]:
         """What is wrong with these values (ant.train.hparams prefixes "model.")."""
@@ -77,11 +77,7 @@ class Settings:
             out.append(f"context must be one of {', '.join(CONTEXTS)}")
         if not isinstance(self.use_res, bool):
             out.append("use_res must be true or false")
-        if (
-            not isinstance(self.candidate_chunk, int)
-            or isinstance(self.candidate_chunk, bool)
-            or self.candidate_chunk < 1
-        ):
+        if type(self.candidate_chunk) is not int or self.candidate_chunk < 1:  # bool is an int subclass
             out.append("candidate_chunk must be a positive integer")
         if not self.l2_emb >= 0:
             out.append("l2_emb must be >= 0")
