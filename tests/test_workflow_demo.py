@@ -63,22 +63,33 @@ def test_every_task_has_data_and_features_that_agree(demo):
 
 
 def test_negative_transfer_table_has_every_target_and_strategy(demo):
-    """Every (target, strategy) is one row of Table III, labelled as the registry says, and its numbers are its
-    run's test metrics under the configured history rule; every run recorded both rules and its ties."""
+    """Every (target, method, strategy) of UniSRec and ANT is one row of Table III, labelled as the registry says,
+    and its numbers are its run's test metrics under the configured history rule; every run recorded both rules
+    and its ties."""
     table = pl.read_csv(demo / "results/tables/negative_transfer.csv")
-    strategies = CONFIG.get("adapt", {}).get("strategies", list(METHODS["ant"].variant_names))
-    expected = [(t, "ANT", s, METHODS["ant"].variant(s).label) for t in CONFIG["targets"] for s in strategies]
+    variants = {"unisrec": list(METHODS["unisrec"].variant_names)}
+    variants["ant"] = CONFIG.get("adapt", {}).get("strategies", list(METHODS["ant"].variant_names))
+    expected = [
+        (t, METHODS[m].title, v, METHODS[m].variant(v).label)
+        for t in CONFIG["targets"]
+        for m in variants
+        for v in variants[m]
+    ]
     assert list(table.select("task", "method", "strategy", "label").iter_rows()) == expected
     md = (demo / "results/tables/negative_transfer.md").read_text()
+    assert md.splitlines()[0].startswith("| Task | Metric | UniSRec-G | UniSRec-F | UniSRec-R | UniSRec+ID | ANT-G |")
     for row in table.iter_rows(named=True):
-        run = json.loads((demo / f"results/runs/{row['task']}/ant/{row['strategy']}/seed0/metrics.json").read_text())
+        method = row["method"].lower()
+        run = json.loads(
+            (demo / f"results/runs/{row['task']}/{method}/{row['strategy']}/seed0/metrics.json").read_text()
+        )
         assert run["history_rule"] == row["history_rule"] == "history_excluded"
         assert run["test"] == run["test_history_excluded"] and run["valid"] == run["valid_history_excluded"]
         assert set(run["test_history_kept"]) == set(run["test"]) and set(run["tied_targets"]) == set(HISTORY_RULES)
         for metric in ("recall@10", "recall@50", "ndcg@10", "ndcg@50"):
             assert row[metric] == pytest.approx(run["test"][metric], abs=1e-6)
             assert 0 < run["test_history_kept"][metric] < 1
-        assert f"| {row['task']} | ANT | {row['label']} |" in md
+        assert f"| {row['task']} | R@10 | " in md and f"{row['recall@10']:.4f}" in md
 
 
 def test_ant_is_far_above_most_popular(demo):
@@ -94,16 +105,17 @@ def test_ant_is_far_above_most_popular(demo):
 
 
 def test_every_baseline_beats_most_popular_on_both_targets(demo):
+    """All eight baselines (UniSRec as each of its variants), under both history rules."""
     runs = CONFIG["baselines"].get("run", [m.name for m in METHODS.values() if m.is_baseline])
-    assert len(runs) == 5
+    assert len(runs) == 8
     for task in CONFIG["targets"]:
-        for method in runs:
-            path = demo / f"results/runs/{task}/{method}/default/seed0/metrics.json"
+        for method, variant in [(m, v) for m in runs for v in METHODS[m].variant_names]:
+            path = demo / f"results/runs/{task}/{method}/{variant}/seed0/metrics.json"
             metrics = json.loads(path.read_text())
             for rule in HISTORY_RULES:
                 recall = metrics[f"test_{rule}"]["recall@10"]
                 popular = metrics["reference_test"][f"most_popular_{rule}"]["recall@10"]
-                assert recall > popular, (task, method, rule, recall, popular)
+                assert recall > popular, (task, method, variant, rule, recall, popular)
 
 
 def test_second_run_has_nothing_to_do(demo):
