@@ -2,7 +2,7 @@
 
 A method is one entry here plus its model code. The entry says
   - its name (run folders results/runs/<task>/<name>/<variant>/seed<k>/, the CLI) and its title in the tables;
-  - its variants: for ANT (and, later, UniSRec) the adaptation strategies, each with its table label and its
+  - its variants: for ANT and UniSRec the adaptation strategies, each with its table label and its
     policy over the model's parameter groups ("parts"): start from the pre-trained checkpoint or not, which
     parts start fresh instead, which are frozen, whether an item-ID embedding is added;
   - the inputs it needs (item ids, user ids, text, image, price, timestamps, auxiliary tasks);

@@ -20,5 +20,5 @@ STAGES: dict[str, int] = {
     "adapt": 2,
     "baselines": 1,
     "baseline_pretrain": 1,
-    "tables": 2,
+    "tables": 3,
 }

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"baselines benchmark on {device} ({where}), torch {torch.__version__}")
     print(f"{'setting':<8} {'measurement':<28} {'rows/s or users/s':>18} {'ms/step':>9} {'peak MB':>9}")
+    if device.type == "cpu":
+        print("(on the CPU 'peak MB' is the process's peak RSS so far: pass one --methods for a method's own peak)")
     for name in args.settings:
         s = SETTINGS[name]
         started = time.perf_counter()

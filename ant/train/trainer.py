@@ -1,4 +1,4 @@
-"""One trainer for every model (ANT now, the baselines later): the model-specific part is an `Objective`.
+"""One trainer for every model (ANT and the baselines): the model-specific part is an `Objective`.
 
     Adam (trainable parameters only, no weight decay), learning rate x lr_decay after every epoch, validation after
     every epoch, the best-validation weights kept (strictly better `select` metric; ties keep the earlier epoch;
