@@ -21,6 +21,7 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     run = snakemake(work, "-n", "all")
     assert run.returncode == 0, run.stderr
     jobs = jobs_of(run.stdout + run.stderr)
+    assert "reason: Missing output files" in run.stdout + run.stderr  # README: how to see why a job would run
     demo = load_config("config.yaml")
     n_tasks = len(demo["auxiliary"]) + len(demo["targets"])
     assert jobs["demo_data"] == 1 and jobs["tiny_models"] == 1
