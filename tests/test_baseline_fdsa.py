@@ -17,7 +17,7 @@ from ant.baselines.base import TaskShape, text_table
 from ant.methods import METHODS
 from ant.model.transformer import SequenceEncoder, TransformerLayer, last_position
 from ant.train.batches import Batch
-from tests.train_helpers import make_world, run_cli
+from tests.train_helpers import make_world, padded_histories, perturb_, run_cli
 
 N, TEXT, L, D = 11, 12, 8, 16
 SMALL = fdsa.Settings(hidden_size=D, layers=2, attention_heads=2, inner_size=24, text_table="features")
@@ -40,22 +40,11 @@ def perturbed(seed: int = 0) -> fdsa.Model:
     """An FDSA in eval mode whose every parameter matters (LayerNorm gains and biases too)."""
     torch.manual_seed(seed)
     model = fdsa.Model(SMALL, task(seed))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.3)
-    return model.eval()
+    return perturb_(model, 0.3).eval()
 
 
 def batch(lengths: list[int], steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded item_idx histories (PAD = -1)."""
-    g = torch.Generator().manual_seed(seed)
-    history = torch.randint(0, N, (len(lengths), steps), generator=g)
-    length = torch.tensor(lengths)
-    history[torch.arange(steps).unsqueeze(0) >= length.unsqueeze(1)] = -1
-    return history, length
+    return padded_histories(lengths, steps, N, seed)
 
 
 def stream(model: fdsa.Model, layers: nn.ModuleList) -> SequenceEncoder:

@@ -20,7 +20,7 @@ from ant.baselines.base import TaskShape
 from ant.methods import METHODS
 from ant.model.transformer import last_position
 from ant.train.batches import Batch
-from tests.train_helpers import make_world, run_cli
+from tests.train_helpers import make_world, padded_histories, perturb_, run_cli
 
 N, L, D, HEADS = 30, 8, 16, 2
 DIMS = {"text": 24, "image": 20, "price": 8}
@@ -48,22 +48,11 @@ def perturbed(layout: str = "fixed", seed: int = 0, **changes) -> nova.Model:
     """A NOVA in eval mode whose every parameter matters (LayerNorm gains and biases, the padding row too)."""
     torch.manual_seed(seed)
     model = nova.Model(small(layout, **changes), task(seed))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.3)
-    return model.eval()
+    return perturb_(model, 0.3).eval()
 
 
 def batch(lengths: list[int], steps: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded item_idx histories (PAD = -1)."""
-    g = torch.Generator().manual_seed(seed)
-    history = torch.randint(0, N, (len(lengths), steps), generator=g)
-    length = torch.tensor(lengths)
-    history[torch.arange(steps).unsqueeze(0) >= length.unsqueeze(1)] = -1
-    return history, length
+    return padded_histories(lengths, steps, N, seed)
 
 
 def lender(b: int, h: int, batch_size: int, layout: str) -> int:

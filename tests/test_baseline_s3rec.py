@@ -22,7 +22,7 @@ from ant.methods import METHODS
 from ant.model.transformer import last_position
 from ant.train.batches import Batch
 from ant.train.hparams import parse_hparams
-from tests.train_helpers import make_world, run_cli
+from tests.train_helpers import make_world, perturb_, run_cli
 
 N, TEXT, L, D = 7, 12, 8, 8
 MASK = N + 1
@@ -46,13 +46,7 @@ def perturbed(model_settings: s3rec.Settings = SMALL, seed: int = 0) -> s3rec.Mo
     """An S3-Rec in eval mode whose every parameter matters, with scores far from 0 (so labels matter)."""
     torch.manual_seed(seed)
     model = s3rec.Model(model_settings, task(seed=seed))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.4)
-    return model.eval()
+    return perturb_(model, 0.4).eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------

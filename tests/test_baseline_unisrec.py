@@ -20,6 +20,7 @@ from ant.data.split import PAD
 from ant.methods import METHODS
 from ant.model.transformer import last_position
 from ant.train.batches import Batch
+from tests.train_helpers import perturb_
 
 N, TEXT, L, D, K = 30, 24, 8, 16, 4
 SMALL = unisrec.Settings(hidden_size=D, layers=2, attention_heads=2, inner_size=16, experts=K)
@@ -47,15 +48,7 @@ def perturbed(
     """A UniSRec in eval mode whose every parameter matters (shifts, gates, LayerNorm gains and biases too)."""
     torch.manual_seed(seed)
     model = unisrec.Model(model_settings, shape or task(seed=seed), item_ids=item_ids)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif name.startswith("adaptor."):
-                p.normal_(0.0, 0.3)
-            else:
-                p.normal_(0.0, 0.5)
-    return model.eval()
+    return perturb_(model, 0.5, {"adaptor.": 0.3}).eval()
 
 
 def padded(rows: list[list[int]], width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -100,3 +100,25 @@ def assert_same_run(whole: Path, resumed: Path) -> None:
         json.loads((resumed / "metrics.json").read_text())["test"]
         == json.loads((whole / "metrics.json").read_text())["test"]
     )
+
+
+def perturb_(model: torch.nn.Module, std: float = 0.3, by_prefix: dict[str, float] | None = None) -> torch.nn.Module:
+    """Redraw every parameter so that each one matters to the outputs (a reference test must not pass on zeros):
+    LayerNorm gains 1 + N(0, 0.3²), everything else N(0, std²), or the std of the first matching name prefix."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            else:
+                prefix = next((k for k in (by_prefix or {}) if name.startswith(k)), None)
+                p.normal_(0.0, by_prefix[prefix] if prefix else std)
+    return model
+
+
+def padded_histories(lengths: list[int], steps: int, n_items: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random right-padded item_idx histories [B, steps] (PAD = -1 after each length) and their lengths [B]."""
+    g = torch.Generator().manual_seed(seed)
+    history = torch.randint(0, n_items, (len(lengths), steps), generator=g)
+    length = torch.tensor(lengths)
+    history[torch.arange(steps).unsqueeze(0) >= length.unsqueeze(1)] = -1
+    return history, length
