@@ -1,8 +1,8 @@
 """`python -m ant <command>`: one sub-command per workflow step.
 
 Each command lives in its own module, which defines ``add_arguments(parser)`` and ``run(args) -> int``; a
-command with sub-commands (`table <name>`, `bench <name>`) is a module with a ``SUBCOMMANDS`` registry of the
-same shape instead. Modules are imported only when their command runs, so `--help` is instant and the data
+command with sub-commands (`table <name>`, `figure <name>`, `bench <name>`) is a module with a ``SUBCOMMANDS``
+registry of the same shape instead. Modules are imported only when their command runs, so `--help` is instant and the data
 stages never import torch.
 """
 
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-baseline": ("ant.train.baseline_pretrain", "a baseline's own pre-training on a target task (S3-Rec)"),
     "train-baseline": ("ant.train.baseline", "train a baseline (NPE, SASRec, ...) on a target task"),
     "table": ("ant.analysis.tables", "render a result table (csv + md)"),
+    "figure": ("ant.analysis.figures", "draw a figure (png) and the table of its numbers"),
     "bench": ("ant.bench", "benchmarks: data, features, train, baselines, precision"),
 }
 

@@ -47,6 +47,8 @@ class Method:
     variants: tuple[Variant, ...] = field(default=())
     module: str | None = None  # a baseline's model module (trained by `train-baseline`); None: ANT (`adapt`)
     switches: tuple[tuple[str, object], ...] = ()  # (config key, default) pairs that name the variant
+    # the history rule its source code evaluated under (spec baselines.md 2.5): Table II "as published" uses it
+    published_rule: Literal["history_kept", "history_excluded"] = "history_kept"
 
     def __post_init__(self) -> None:
         if unknown := self.inputs - set(INPUTS):
@@ -104,10 +106,12 @@ def _baseline(
     preset: Literal["ant", "recbole"] = "recbole",
     pretrain: Literal["auxiliary", "target"] | None = None,
     switches: tuple[tuple[str, object], ...] = (),
+    published_rule: Literal["history_kept", "history_excluded"] = "history_kept",
 ) -> Method:
     """A baseline: its module is ant/baselines/<name>.py; one variant, whose folder the switches name."""
     variants = (Variant("default", title, load=pretrain is not None),)
-    return Method(name, title, kind, frozenset(inputs), preset, pretrain, variants, f"ant.baselines.{name}", switches)
+    module = f"ant.baselines.{name}"
+    return Method(name, title, kind, frozenset(inputs), preset, pretrain, variants, module, switches, published_rule)
 
 
 # in the paper's order (Table II columns), which is also the order of the rows of every table
@@ -148,6 +152,7 @@ METHODS: dict[str, Method] = {
             {"item_ids", "text", "image", "price"},
             preset="ant",
             switches=(("mask_layout", "upstream"),),
+            published_rule="history_excluded",
         ),
         _baseline(
             "carca",
@@ -156,6 +161,7 @@ METHODS: dict[str, Method] = {
             {"item_ids", "text", "image", "price", "timestamps"},
             preset="ant",
             switches=(("context", "none"),),
+            published_rule="history_excluded",
         ),
         Method(
             name="ant",
@@ -170,9 +176,23 @@ METHODS: dict[str, Method] = {
                 Variant("relearn", "R", load=True, reinit=_ANT_RELEARNT, frozen=_ANT_FROZEN),
                 Variant("relearn_id", "ANT+ID", load=True, reinit=_ANT_RELEARNT, frozen=_ANT_FROZEN, item_ids=True),
             ),
+            published_rule="history_excluded",
         ),
     )
 }
+
+
+# Table II's columns in the paper's order, (method, variant, title): a baseline's one variant; of UniSRec its F
+# (the paper's UniSRec column equals UniSRec-F of Table III) and +ID, of ANT its R and +ID
+_OVERALL_VARIANTS = {
+    "unisrec": (("finetune", "UniSRec"), ("finetune_id", "UniSRec+ID")),
+    "ant": (("relearn", "ANT"), ("relearn_id", "ANT+ID")),
+}
+OVERALL_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
+    (m.name, variant, title)
+    for m in METHODS.values()
+    for variant, title in _OVERALL_VARIANTS.get(m.name, (("default", m.title),))
+)
 
 
 def method(name: str) -> Method:
