@@ -107,6 +107,11 @@ def test_fusion_and_dropped_modalities():
     no_text = ItemEncoder(DIMS, 8, experts=2, dropout=0.0, fusion_beta=0.1, modalities=("image", "price")).eval()
     other = dict(feats, text=torch.randn(4, DIMS["text"]) * 100)
     torch.testing.assert_close(no_text(feats)[0], no_text(other)[0])  # text is not read at all
+    # e_text is exactly zero (not the adaptor's output on a zero feature), so v = e_v + e_p and no fusion term
+    torch.nn.init.normal_(no_text.adaptors["text"].shift)  # a zero feature would now map to a non-zero vector
+    v, parts = no_text(feats)
+    assert torch.count_nonzero(parts["text"]) == 0
+    torch.testing.assert_close(v, parts["image"] + parts["price"])
     with pytest.raises(ValueError, match="unknown modalities"):
         ItemEncoder(DIMS, 8, 2, 0.0, 0.1, modalities=("sound",))
 

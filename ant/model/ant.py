@@ -52,7 +52,7 @@ class ANTSettings:
     adaptor_dropout: float = 0.2  # on the raw features before each projection head
     fusion_beta: float = 0.1  # weight of the text-image term beta * (e_image * e_text) (0 = "w/o fusion")
     temperature: float = 0.07  # tau of the cosine softmax
-    modalities: tuple[str, ...] = MODALITIES  # the modalities read; a left-out one is replaced by zeros
+    modalities: tuple[str, ...] = MODALITIES  # the modalities read; a left-out one has e_m = 0 (Table IV)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,8 +12,10 @@ Every head draws its own dropout mask, as UniSRec's experts do (one nn.Dropout e
 x_m. Initialisation: W ~ N(0, 0.02), b = c = 0, W_gate = W_noise = 0 (uniform routing at the start).
 
 The ablations of Table IV are configuration of these same modules, never copies:
-  - a modality missing from `modalities` has its features replaced by zeros (its adaptor still exists and can
-    only learn a constant vector),
+  - a modality missing from `modalities` has e_m = 0, so it leaves the sum and the fusion term (the authors'
+    `finetune.py --mode NoText` ...; spec baselines.md section 14). Its adaptor still exists, so a full
+    checkpoint loads, but it is never called. Zeroing the raw feature instead would differ: a zero input gets
+    uniform gates and whitening heads would add the constant -(1/K) sum_k W_k b_k.
   - `experts=1` is "no MoE": one projection per modality (softmax over one head is the constant 1),
   - `fusion_beta=0` is "no fusion".
 """
@@ -87,6 +89,8 @@ class ItemEncoder(nn.Module):
         unknown = set(modalities) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; known: {MODALITIES}")
+        if not modalities:
+            raise ValueError("an item encoder needs at least one modality")
         self.modalities = tuple(modalities)
         self.fusion_beta = fusion_beta
         self.adaptors = nn.ModuleDict(
@@ -98,10 +102,9 @@ class ItemEncoder(nn.Module):
             adaptor.reset_parameters()
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        parts = {}
-        for m in MODALITIES:
-            x = features[m] if m in self.modalities else torch.zeros_like(features[m])
-            parts[m] = self.adaptors[m](x)
+        parts = {m: self.adaptors[m](features[m]) for m in self.modalities}
+        zero = torch.zeros_like(next(iter(parts.values())))  # [n, d] for a modality left out (an ablation)
+        parts = {m: parts.get(m, zero) for m in MODALITIES}
         v = parts["text"] + parts["image"] + parts["price"]
         if self.fusion_beta:
             v = v + self.fusion_beta * parts["image"] * parts["text"]
