@@ -15,21 +15,25 @@ variant: UniSRec-G, UniSRec-F, UniSRec-R, ANT-G, ...) and marks each method's be
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ant.errors import UserError
-from ant.io import read_json, write_text
+from ant.analysis.runs_table import (
+    HEADERS,
+    METRICS,
+    RULE_NAMES,
+    cell_text,
+    csv_text,
+    group_runs,
+    mean_std,
+    one_rule,
+    read_run,
+)
+from ant.io import write_text
 from ant.methods import METHODS, Variant
 
-METRICS = ("recall@10", "recall@50", "ndcg@10", "ndcg@50")
-HEADERS = {"recall@10": "R@10", "recall@50": "R@50", "ndcg@10": "N@10", "ndcg@50": "N@50"}
 METHOD_ORDER = tuple(METHODS)
-RULE_NAMES = {"history_kept": "history items kept as candidates", "history_excluded": "history items excluded"}
 
 
 def _variant(method: str, variant: str) -> Variant | None:
@@ -50,29 +54,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_run(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise UserError(f"{path}: not found")
-    run = read_json(path)
-    missing = [k for k in ("task", "method", "strategy", "seed", "test", "history_rule") if k not in run]
-    missing += [f"test.{m}" for m in METRICS if m not in run.get("test", {})]
-    if missing:
-        raise UserError(f"{path}: not a run's metrics.json (missing {', '.join(missing)})")
-    return {**run, "variant": run.get("variant") or run["strategy"], "path": str(path)}
-
-
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (task, method, variant): seed count, mean and std of each metric, Recall@10 vs G in %."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    task_order: dict[str, int] = {}
-    if len(rules := {run["history_rule"] for run in runs}) > 1:
-        raise UserError(f"the runs were evaluated under different history rules {sorted(rules)}: rerun them alike")
-    for run in runs:
-        task_order.setdefault(run["task"], len(task_order))
-        key = (run["task"], run["method"], run["variant"])
-        if any(other["seed"] == run["seed"] for other in groups[key]):
-            raise UserError(f"{run['path']}: a second run of {key} with seed {run['seed']}")
-        groups[key].append(run)
+    one_rule(runs)
+    task_order = {task: i for i, task in enumerate(dict.fromkeys(run["task"] for run in runs))}
+    groups = group_runs(runs, lambda run: (run["task"], run["method"], run["variant"]))
 
     rows = []
     for (task, method, variant), members in groups.items():
@@ -87,10 +73,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "_ground": not known.load if known else members[0].get("label") == "G",
         }
         for metric in METRICS:
-            values = [float(m["test"][metric]) for m in members]
-            mean = sum(values) / len(values)
-            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
-            row[metric], row[f"{metric}_std"] = mean, std
+            row[metric], row[f"{metric}_std"] = mean_std([float(m["test"][metric]) for m in members])
         variants = METHODS[method].variant_names if method in METHODS else ()
         row["_sort"] = (
             task_order[task],
@@ -112,12 +95,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def to_csv(rows: list[dict[str, Any]]) -> str:
     columns = ["task", "method", "strategy", "label", "seeds", "history_rule"]
     columns += [c for m in METRICS for c in (m, f"{m}_std")] + ["recall@10_vs_G_pct"]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _csv_value(row[c]) for c in columns})
-    return out.getvalue()
+    return csv_text(rows, columns)
 
 
 def column_label(row: dict[str, Any]) -> str:
@@ -144,7 +122,7 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
                 if row is None:
                     cells.append("–")
                     continue
-                text = f"{row[m]:.4f}" + (f" ± {row[f'{m}_std']:.4f}" if row[f"{m}_std"] is not None else "")
+                text = cell_text(row[m], row[f"{m}_std"])
                 cells.append(f"**{text}**" if row[m] == best[(task, row["method"], m)] else text)
             lines.append(f"| {task} | {HEADERS[m]} | " + " | ".join(cells) + " |")
     seeds = sorted({r["seeds"] for r in rows})
@@ -156,9 +134,3 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
         "bold = the method's best on the task; – = not run.\n"
     )
     return "\n".join(lines) + "\n" + note
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    return f"{value:.6f}" if isinstance(value, float) else value
