@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ant.analysis.html import add_html_argument, write_markdown
 from ant.analysis.published import TABLE_IV
 from ant.analysis.runs_table import (
     HEADERS,
@@ -54,12 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--md", required=True, type=Path, help="output Markdown")
+    add_html_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     rows = summarise([read_run(p) for p in args.metrics])
     write_text(csv_text(rows, CSV_COLUMNS), args.csv)
-    write_text(to_markdown(rows), args.md)
+    write_markdown(to_markdown(rows), args.md, args.html, "Table IV: ablation")
     return 0
 
 

@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ant.analysis.html import add_html_argument, write_markdown
 from ant.errors import UserError
 from ant.io import read_json, write_text
 
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stats", nargs="+", metavar="TASK=STATS_JSON", help="a task's name and its stats.json")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--md", required=True, type=Path, help="output Markdown")
+    add_html_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise UserError(f"a task is listed twice: {names}")
     write_text(to_csv(rows), args.csv)
-    write_text(to_markdown(rows), args.md)
+    write_markdown(to_markdown(rows), args.md, args.html, "Table I: the tasks")
     return 0
 
 

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ant.analysis.html import add_html_argument, write_markdown
 from ant.analysis.runs_table import (
     HEADERS,
     METRICS,
@@ -45,12 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("metrics", nargs="+", type=Path, help="metrics.json of the runs")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--md", required=True, type=Path, help="output Markdown")
+    add_html_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     rows = summarise([read_run(p) for p in args.metrics])
     write_text(to_csv(rows), args.csv)
-    write_text(to_markdown(rows), args.md)
+    write_markdown(to_markdown(rows), args.md, args.html, "Table III: negative transfer")
     return 0
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ant.analysis.html import add_html_argument, write_markdown
 from ant.analysis.published import TABLE_II, TABLE_II_IMPRV
 from ant.analysis.runs_table import (
     HEADERS,
@@ -77,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--md", required=True, type=Path, help="output Markdown")
+    add_html_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--alpha {args.alpha}: must lie between 0 and 1")
     rows = summarise([read_run(p) for p in args.metrics], args.rule, args.alpha)
     write_text(csv_text(rows, csv_columns()), args.csv)
-    write_text(to_markdown(rows, args.rule, args.alpha), args.md)
+    write_markdown(to_markdown(rows, args.rule, args.alpha), args.md, args.html, f"Table II ({args.rule})")
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ant.analysis.html import add_html_argument, write_markdown
 from ant.analysis.linear_probe import MIN_PER_SIDE, MODELS, ProbeSettings, make_probe_set, train_probes
 from ant.device import resolve_device, set_threads
 from ant.errors import UserError
@@ -73,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--csv", required=True, type=Path, help="output CSV")
     parser.add_argument("--md", required=True, type=Path, help="output Markdown")
+    add_html_argument(parser)
     parser.add_argument("--figure", action="append", default=[], metavar="MODALITY=PNG", help="a heat-map to draw")
 
 
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         row.update(features_kind=args.features_kind, model=args.model)
     write_text(to_csv(rows), args.csv)
-    write_text(to_markdown(rows, targets, auxiliary, args.features_kind, args.model), args.md)
+    markdown = to_markdown(rows, targets, auxiliary, args.features_kind, args.model)
+    write_markdown(markdown, args.md, args.html, "Figure 2: transferability")
     for modality, path in figures.items():
         draw_heatmap([r for r in rows if r["modality"] == modality], targets, auxiliary, path)
     log.info("transferability: %d pairs x %d modalities in %.1f s", len(rows) // 3, 3, time.perf_counter() - start)
