@@ -21,4 +21,5 @@ STAGES: dict[str, int] = {
     "baselines": 1,
     "baseline_pretrain": 1,
     "tables": 3,
+    "figures": 1,
 }

@@ -6,6 +6,7 @@ reruns its dependents, and ANT's results are far above a most-popular ranking.
 """
 
 import json
+import struct
 
 import numpy as np
 import polars as pl
@@ -13,8 +14,9 @@ import pytest
 
 from ant.data.split import read_sequences, split
 from ant.features.store import load_features
-from ant.methods import METHODS
+from ant.methods import METHODS, OVERALL_COLUMNS
 from ant.train.evaluate import HISTORY_RULES
+from tests.report_browser import chromium_or_skip, open_report
 from tests.workflow_helpers import jobs_of, load_config, make_workdir, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
@@ -116,6 +118,103 @@ def test_every_baseline_beats_most_popular_on_both_targets(demo):
                 recall = metrics[f"test_{rule}"]["recall@10"]
                 popular = metrics["reference_test"][f"most_popular_{rule}"]["recall@10"]
                 assert recall > popular, (task, method, variant, rule, recall, popular)
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
+
+
+def run_metrics(demo, task, method, variant):
+    return json.loads((demo / f"results/runs/{task}/{method}/{variant}/seed0/metrics.json").read_text())
+
+
+def test_table_two_has_every_method_and_reads_each_form_from_its_rule(demo):
+    """Every column of every target in all three forms; "as published" takes a RecBole baseline's metrics with
+    history kept and ANT's with it excluded; imprv is the best ANT variant over the best baseline."""
+    forms = {"overall": "history_excluded", "overall_history_kept": "history_kept", "overall_as_published": None}
+    for name, rule in forms.items():
+        table = pl.read_csv(demo / f"results/tables/{name}.csv", infer_schema_length=None)
+        assert sorted(set(table["task"])) == sorted(CONFIG["targets"]) and table.height == 4 * len(CONFIG["targets"])
+        for row in table.iter_rows(named=True):
+            for method, variant, title in OVERALL_COLUMNS:
+                published = METHODS[method].published_rule
+                metrics = run_metrics(demo, row["task"], method, variant)[f"test_{rule or published}"]
+                assert row[title] == pytest.approx(metrics[row["metric"]], abs=1e-6), (name, title)
+            baselines = [t for m, _, t in OVERALL_COLUMNS if m != "ant"]
+            best_baseline = max(row[t] for t in baselines)
+            best_ant = max(row["ANT"], row["ANT+ID"])
+            assert row["imprv_pct"] == pytest.approx(100 * (best_ant - best_baseline) / best_baseline, abs=1e-3)
+            assert row["significant"] in (True, False) and (not row["significant"] or row["imprv_pct"] > 0)
+        assert (demo / f"results/tables/{name}.md").read_text().count("| Demo") == table.height
+
+
+def test_table_four_is_ant_r_and_its_ablations(demo):
+    table = pl.read_csv(demo / "results/tables/ablation.csv")
+    ablations = CONFIG.get("adapt", {}).get("ablations", ["no_text", "no_image", "no_price", "no_moe", "no_fusion"])
+    for task in CONFIG["targets"]:
+        rows = {r["variant"]: r for r in table.filter(pl.col("task") == task).iter_rows(named=True)}
+        assert len(rows) == len(ablations) + 1
+        assert rows["ANT"]["recall@10"] == pytest.approx(
+            run_metrics(demo, task, "ant", "relearn")["test"]["recall@10"], abs=1e-6
+        )
+        for name in ablations:
+            (row,) = [r for r in rows.values() if r["ablations"] == name]
+            metrics = run_metrics(demo, task, "ant", f"relearn+{name}")
+            assert metrics["ablations"] == [name] and row["recall@10"] == pytest.approx(
+                metrics["test"]["recall@10"], abs=1e-6
+            )
+
+
+def test_figure_two_has_every_pair_and_readable_heat_maps(demo):
+    table = pl.read_csv(demo / "results/tables/transferability.csv")
+    pairs = len(CONFIG["targets"]) * len(CONFIG["auxiliary"])
+    for modality in ("text", "image", "price"):
+        rows = table.filter(pl.col("modality") == modality)
+        assert rows.height == pairs and rows["test_accuracy"].is_between(0, 1).all()
+        assert png_size(demo / f"results/figures/transferability_{modality}.png") == (840, 600)
+    # the demo's item texts name their category: text separates the tasks far better than chance
+    assert table.filter(pl.col("modality") == "text")["test_accuracy"].mean() > 0.8
+
+
+def test_training_curves_show_every_run(demo):
+    for group in [*CONFIG["targets"], "pretraining"]:
+        width, height = png_size(demo / f"results/figures/training_curves/{group}.png")
+        assert width == 1600 and height > 400
+
+
+def test_the_report_shows_every_table_and_figure_in_a_browser(demo, tmp_path):
+    chromium_or_skip()
+    run = snakemake(demo, "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr
+    tables = ["datasets", "overall", "overall_history_kept", "overall_as_published", "negative_transfer", "ablation"]
+    tables.append("transferability")
+    with open_report(demo / "results/report.html", screenshot=tmp_path / "report.png") as report:
+        assert set(report.categories()) == {
+            "Data",
+            "Overall",
+            "Negative transfer",
+            "Ablation",
+            "Transferability",
+            "Training curves",
+        }
+        for name in tables:
+            view = report.show(f"results/tables/{name}.html")
+            assert view.kind == "html", name
+            first_task = CONFIG["targets"][0] if name != "datasets" else CONFIG["auxiliary"][0]
+            assert first_task in view.text, name
+        view = report.show("results/tables/overall_as_published.html")
+        assert "imprv" in view.text and "ANT+ID" in view.text and "CARCA" in view.text
+        for modality in ("text", "image", "price"):
+            view = report.show(f"results/figures/transferability_{modality}.png")
+            assert view.kind == "img" and view.image_size == (840, 600), modality
+        for group in [*CONFIG["targets"], "pretraining"]:
+            view = report.show(f"results/figures/training_curves/{group}.png")
+            assert view.kind == "img" and view.image_size[0] == 1600
+        # the captions print the settings in force
+        assert "seeds 0" in report.info("results/tables/overall.csv")
+        assert report.errors == []
 
 
 def test_second_run_has_nothing_to_do(demo):

@@ -35,7 +35,13 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     assert jobs["merge_features"] == 2 * n_tasks + n_aux  # one rule merges every encoder's stores
     assert jobs["table_datasets"] == 1 and jobs["table_negative_transfer"] == 1
     assert jobs["pretrain"] == len(demo.get("seeds", [0]))
-    assert jobs["adapt"] == 4 * runs
+    n_ablations = len(
+        demo.get("adapt", {}).get("ablations", ["no_text", "no_image", "no_price", "no_moe", "no_fusion"])
+    )
+    assert jobs["adapt"] == (4 + n_ablations) * runs  # ANT's four strategies and Table IV's ablations of R
+    for rule in ("table_overall", "table_ablation", "figure_transferability"):
+        assert jobs[rule] == 1, rule
+    assert jobs["figure_training_curves"] == len(demo["targets"]) + 1  # one per target, one of the pre-trainings
     assert jobs["train_baseline"] == (7 + 4) * runs  # seven baselines and UniSRec's four variants
     assert jobs["pretrain_baseline"] == runs  # S3-Rec's, on each target
     assert jobs["pretrain_baseline_corpus"] == len(demo.get("seeds", [0]))  # UniSRec's, on the auxiliary tasks
@@ -63,6 +69,55 @@ def test_unisrec_pre_trains_on_its_corpus_and_only_its_loading_variants_wait_for
     assert "--pretrained" not in runs["scratch"].fields["shell"]
 
 
+def test_analyses_read_the_runs_they_describe(work):
+    """Table IV's runs are re-learnings of the one pre-trained model; Table II reads its columns' runs only;
+    Figure 2 reads the first seed's pre-trained model and every task's stores; the curves every run's history."""
+    config = load_config("config.yaml") | {"seeds": [0, 1]}
+    write_config(work, "seeds.yaml", config)
+    run = snakemake(work, "-n", "all", "--configfile", "config/seeds.yaml")
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout)
+    by_rule = {}
+    for job in jobs:
+        by_rule.setdefault(job.rule, []).append(job)
+    (ablated,) = [
+        j for j in by_rule["adapt"] if j.output[0] == "results/runs/DemoOffice/ant/relearn+no_moe/seed1/metrics.json"
+    ]
+    shell = ablated.fields["shell"]
+    assert "--strategy relearn --ablation no_moe " in shell
+    assert "--pretrained results/pretrain/ant/seed1/model.safetensors" in shell
+    plain = [j for j in by_rule["adapt"] if j.wildcards["variant"] == "relearn"]
+    assert plain and all("--ablation" not in j.fields["shell"] for j in plain)
+
+    (overall,) = by_rule["table_overall"]
+    folders = {tuple(p.split("/")[3:5]) for p in overall.input}
+    assert ("ant", "relearn") in folders and ("ant", "relearn_id") in folders and ("unisrec", "finetune") in folders
+    assert ("ant", "scratch") not in folders and ("unisrec", "scratch") not in folders
+    assert ("carca", "default") in folders and len(overall.input) == 11 * 2 * 2  # columns x targets x seeds
+    for form in ("configured", "history_kept", "as_published"):
+        assert f"--rule {form} " in overall.fields["shell"]
+
+    (ablation,) = by_rule["table_ablation"]
+    assert (
+        len(ablation.input) == 6 * 2 * 2
+        and "results/runs/DemoScientific/ant/relearn/seed1/metrics.json" in ablation.input
+    )
+
+    (figure,) = by_rule["figure_transferability"]
+    assert "results/pretrain/ant/seed0/model.safetensors" in figure.input
+    assert "seed1" not in " ".join(figure.input)
+    shell = figure.fields["shell"]
+    assert "--targets DemoScientific DemoOffice --auxiliary DemoFood DemoMovies DemoHome DemoClothing" in shell
+    assert "--features-kind pretrained" in shell and "--features DemoFood.image=" in shell
+
+    curves = {j.wildcards["group"]: j for j in by_rule["figure_training_curves"]}
+    assert sorted(curves) == sorted(["DemoScientific", "DemoOffice", "pretraining"])
+    office = curves["DemoOffice"].input
+    assert all(p.startswith("results/runs/DemoOffice/") and p.endswith("/history.csv") for p in office)
+    assert len(office) == (4 + 5 + 7 + 4) * 2  # ANT's strategies and ablations, the baselines' runs, 2 seeds
+    assert "results/pretrain/unisrec/seed1/history.csv" in curves["pretraining"].input
+
+
 def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
     # `--configfile` takes several files, so the target goes first (or use --configfile=config/paper.yaml)
     run = snakemake(work, "-n", "all", "--configfile", "config/paper.yaml")
@@ -71,7 +126,7 @@ def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
     jobs = jobs_of(out)
     assert "demo_data" not in jobs and "tiny_models" not in jobs
     assert "Demo" not in out  # the paper config replaces the demo config instead of being merged into it
-    assert jobs["download"] == 18 and jobs["kcore"] == 9 and jobs["adapt"] == 20 and jobs["pretrain"] == 1
+    assert jobs["download"] == 18 and jobs["kcore"] == 9 and jobs["adapt"] == 45 and jobs["pretrain"] == 1
     # the mirrors of the 2018 release, in order, for one file
     command = next(line for line in out.splitlines() if "Clothing_Shoes_and_Jewelry.csv" in line and "--url" in line)
     urls = re.findall(r"--url=(\S+)", command)
@@ -142,8 +197,14 @@ PAPER_JOBS = {
     "train_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 720}),
     "pretrain_baseline": (2, {"gpu": 1, "mem_mb": 32000, "runtime": 1440}),
     "pretrain_baseline_corpus": (2, {"gpu": 1, "mem_mb": 64000, "runtime": 4320}),
+    "table_overall": (1, {}),
+    "table_ablation": (1, {}),
+    "table_negative_transfer": (1, {}),
+    "figure_training_curves": (1, {}),
+    # every task's items through the pre-trained item encoder, then small linear probes: CPU work
+    "figure_transferability": (2, {"mem_mb": 32000, "runtime": 240}),
 }
-PAPER_JOBS_SET_ELSEWHERE = {"table_negative_transfer", "all"}  # analysis.smk, the Snakefile
+PAPER_JOBS_SET_ELSEWHERE = {"all"}  # the Snakefile
 
 
 @pytest.mark.parametrize("profile", ["default", "slurm"])

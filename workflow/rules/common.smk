@@ -10,7 +10,7 @@ from snakemake.utils import min_version, validate
 
 from ant.config_check import check_config
 from ant.data.sources import merge_releases, raw_files
-from ant.methods import METHODS, MODALITIES
+from ant.methods import METHODS, MODALITIES, OVERALL_COLUMNS
 
 min_version("9.0")
 
@@ -70,6 +70,12 @@ DEMO = config["demo"]
 FEAT = config["features"]
 SEEDS = list(config["seeds"])
 STRATEGIES = list(config["adapt"]["strategies"])
+# Table IV: each ablation is a re-learning (R) adaptation of the one full pre-trained model (spec baselines.md 14)
+ABLATIONS = list(config["adapt"]["ablations"])
+ABLATION_VARIANTS = [f"relearn+{name}" for name in ABLATIONS]
+# the history rule the headline tables show, and the other one (Table II is written under both)
+HISTORY_RULE = "history_excluded" if config["eval"]["exclude_history"] else "history_kept"
+OTHER_HISTORY_RULE = "history_kept" if HISTORY_RULE == "history_excluded" else "history_excluded"
 
 
 def encoder_slug(model):
@@ -89,7 +95,6 @@ def _alternatives(values):
 wildcard_constraints:
     task=_alternatives(TASKS),
     seed=r"\d+",
-    strategy=_alternatives(METHODS["ant"].variant_names),
 
 
 # ---------------------------------------------------------------- helpers -------------------------------
@@ -160,7 +165,10 @@ def task_flags(input, tasks):
 
 def all_targets():
     """The final targets (rule all, after every rule file is included)."""
-    targets = [*rules.table_datasets.output, *rules.table_negative_transfer.output]
+    targets = [*rules.table_datasets.output, *rules.table_overall.output, *rules.table_negative_transfer.output]
+    targets += [*rules.table_ablation.output] if ABLATIONS else []
+    targets += [*rules.figure_transferability.output]
+    targets += expand(rules.figure_training_curves.output[0], group=CURVE_GROUPS)
     targets += [feature_manifest(t, m) for t in USED_TASKS for m in MODALITIES]
     for method in BASELINE_RUNS:
         targets += [
@@ -179,7 +187,7 @@ def hparams(stage):
     """Model, optimisation and evaluation settings of one training stage, as one shell-quoted JSON argument."""
     settings = {
         "model": config["model"],
-        "optim": {k: v for k, v in config[stage].items() if k != "strategies"},
+        "optim": {k: v for k, v in config[stage].items() if k not in ("strategies", "ablations")},
         "train": config["train"],
         "eval": config["eval"],
         "max_history": config["data"]["max_history"],
@@ -259,19 +267,96 @@ def corpus_inputs(wildcards):
     return inputs
 
 
-def baseline_run(task, method, variant, seed):
-    """A baseline run's metrics.json (its variant folder named by the configured switches)."""
+def baseline_run(task, method, variant, seed, output="metrics"):
+    """A baseline run's metrics.json (or another `output` of it; its variant folder named by the configured
+    switches)."""
     folder = baseline_variant(task, method, variant)
-    return expand(rules.train_baseline.output.metrics, task=task, method=method, variant=folder, seed=seed)[0]
+    return expand(getattr(rules.train_baseline.output, output), task=task, method=method, variant=folder, seed=seed)[0]
+
+
+def ant_run(task, variant, seed, output="metrics"):
+    """An ANT run's metrics.json (or another `output` of it): a strategy, or an ablation "relearn+no_text"."""
+    return expand(getattr(rules.adapt.output, output), task=task, variant=variant, seed=seed)[0]
+
+
+def ant_strategy(variant):
+    """The strategy of an ANT run folder: "relearn" of an ablation "relearn+no_text+no_fusion"."""
+    return variant.partition("+")[0]
+
+
+def ant_ablations(variant):
+    """The ablations of an ANT run folder, as `adapt --ablation` flags ("" for a plain strategy)."""
+    names = variant.split("+")[1:]
+    return shlex.join(["--ablation", *names]) if names else ""
 
 
 def negative_transfer_runs():
     """Table III: ANT's strategies and, when it runs, UniSRec's variants, on every target and seed."""
-    runs = expand(rules.adapt.output.metrics, task=TARGETS, strategy=STRATEGIES, seed=SEEDS)
+    runs = [ant_run(t, s, seed) for t in TARGETS for s in STRATEGIES for seed in SEEDS]
     if "unisrec" in BASELINE_RUNS:
         runs += [
             baseline_run(t, "unisrec", v, seed) for t in TARGETS for v in baseline_variants("unisrec") for seed in SEEDS
         ]
+    return runs
+
+
+def overall_runs():
+    """Table II: the runs of its columns (ant/methods.py OVERALL_COLUMNS) that the config runs, every target
+    and seed; a column whose method or variant does not run is left empty in the table."""
+    runs = []
+    for method, variant, _title in OVERALL_COLUMNS:
+        if method == "ant":
+            runs += [ant_run(t, variant, seed) for t in TARGETS for seed in SEEDS] if variant in STRATEGIES else []
+        elif method in BASELINE_RUNS and variant in baseline_variants(method):
+            runs += [baseline_run(t, method, variant, seed) for t in TARGETS for seed in SEEDS]
+    return runs
+
+
+def ablation_runs():
+    """Table IV: ANT-R and each configured ablation of it, on every target and seed."""
+    return [ant_run(t, v, seed) for t in TARGETS for v in ["relearn", *ABLATION_VARIANTS] for seed in SEEDS]
+
+
+def target_runs(task, output="history"):
+    """Every training run on one target task (a file of each): ANT's strategies and ablations, the baselines'."""
+    runs = [ant_run(task, v, seed, output) for v in STRATEGIES + ABLATION_VARIANTS for seed in SEEDS]
+    for method in BASELINE_RUNS:
+        runs += [baseline_run(task, method, v, seed, output) for v in baseline_variants(method) for seed in SEEDS]
+    return runs
+
+
+def table_file(name, ext, category, table, caption=None, **labels):
+    """results/tables/<name>.<ext>; its HTML page (shown inline) and CSV (a download) are results of the report,
+    under `category`, labelled by table and file type (the report's csv/html toggle), the Markdown is not."""
+    path = f"results/tables/{name}.{ext}"
+    if ext == "md":
+        return path
+    labels = {"table": table, **labels, "file": ext}
+    return report(path, caption=f"../report/{caption or name}.rst", category=category, labels=labels)
+
+
+def transferability_inputs(wildcards):
+    """Figure 2: every target's and auxiliary task's items and feature stores, and (features: pretrained) the
+    pre-trained ANT of the first seed."""
+    inputs = {}
+    for task in dict.fromkeys(TARGETS + AUXILIARY):
+        inputs[f"{task}_items"] = expand(rules.kcore.output.item_table, task=task)[0]
+        inputs.update({f"{task}_{m}": feature_manifest(task, m) for m in MODALITIES})
+    if config["figure2"]["features"] == "pretrained":
+        inputs["pretrained"] = rules.pretrain.output.model.format(seed=SEEDS[0])
+    return inputs
+
+
+def curve_inputs(wildcards):
+    """The history.csv of every run on a target task, or (group "pretraining") of every pre-training."""
+    if wildcards.group != "pretraining":
+        return target_runs(wildcards.group, "history")
+    runs = expand(rules.pretrain.output.history, seed=SEEDS)
+    for method in BASELINE_RUNS:
+        if METHODS[method].pretrain == "target":
+            runs += expand(rules.pretrain_baseline.output.history, method=method, task=TARGETS, seed=SEEDS)
+        elif METHODS[method].pretrain == "auxiliary":
+            runs += expand(rules.pretrain_baseline_corpus.output.history, method=method, seed=SEEDS)
     return runs
 
 
@@ -284,6 +369,6 @@ def pretrain_inputs(wildcards):
 
 def adapt_inputs(wildcards):
     inputs = task_inputs(wildcards.task, "ant")
-    if METHODS["ant"].variant(wildcards.strategy).load:
+    if METHODS["ant"].variant(ant_strategy(wildcards.variant)).load:
         inputs["pretrained"] = rules.pretrain.output.model.format(seed=wildcards.seed)
     return inputs

@@ -108,8 +108,7 @@ rule table_datasets:
     input:
         expand(rules.kcore.output.stats, task=USED_TASKS),
     output:
-        csv="results/tables/datasets.csv",
-        md="results/tables/datasets.md",
+        **{e: table_file("datasets", e, "Data", "Table I") for e in ("csv", "md", "html")},
     log:
         "logs/tables/datasets.log",
     benchmark:
@@ -120,4 +119,5 @@ rule table_datasets:
         stats=lambda w, input: shlex.join(f"{t}={p}" for t, p in zip(USED_TASKS, input)),
         version=VERSION["tables"],
     shell:
-        "python -m ant table datasets {params.stats} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+        "python -m ant table datasets {params.stats} --csv {output.csv:q} --md {output.md:q} --html {output.html:q} "
+        "> {log:q} 2>&1"

@@ -36,18 +36,21 @@ rule pretrain:
         "--threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
+# a strategy's run, or an ablation of Table IV (a re-learning without one part: results/runs/<task>/ant/relearn+no_text/)
 rule adapt:
     input:
         unpack(adapt_inputs),
     output:
-        metrics="results/runs/{task}/ant/{strategy}/seed{seed}/metrics.json",
-        ranks="results/runs/{task}/ant/{strategy}/seed{seed}/ranks.parquet",
-        model="results/runs/{task}/ant/{strategy}/seed{seed}/model.safetensors",
-        history="results/runs/{task}/ant/{strategy}/seed{seed}/history.csv",
+        metrics="results/runs/{task}/ant/{variant}/seed{seed}/metrics.json",
+        ranks="results/runs/{task}/ant/{variant}/seed{seed}/ranks.parquet",
+        model="results/runs/{task}/ant/{variant}/seed{seed}/model.safetensors",
+        history="results/runs/{task}/ant/{variant}/seed{seed}/history.csv",
     log:
-        "logs/runs/{task}/ant/{strategy}/seed{seed}.log",
+        "logs/runs/{task}/ant/{variant}/seed{seed}.log",
     benchmark:
-        "logs/runs/{task}/ant/{strategy}/seed{seed}.benchmark.tsv"
+        "logs/runs/{task}/ant/{variant}/seed{seed}.benchmark.tsv"
+    wildcard_constraints:
+        variant=_alternatives(METHODS["ant"].variant_names + tuple(ABLATION_VARIANTS)),
     conda:
         "../envs/ant.yaml"
     threads: config["train"]["threads"]
@@ -60,9 +63,11 @@ rule adapt:
         pretrained=lambda w, input: (
             f"--pretrained {shlex.quote(input.pretrained)}" if "pretrained" in input.keys() else ""
         ),
+        strategy=lambda w: ant_strategy(w.variant),
+        ablations=lambda w: ant_ablations(w.variant),
         hparams=hparams("adapt"),
         out_dir=lambda w, output: os.path.dirname(output.metrics),
         version=VERSION["adapt"],
     shell:
-        "python -m ant adapt --strategy {wildcards.strategy} {params.tasks} {params.pretrained} "
+        "python -m ant adapt --strategy {params.strategy} {params.ablations} {params.tasks} {params.pretrained} "
         "--seed {wildcards.seed} --hparams {params.hparams} --threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"
