@@ -195,6 +195,11 @@ OVERALL_COLUMNS: tuple[tuple[str, str, str], ...] = tuple(
 )
 
 
+# Table IV: every ablation is a re-learning of the one pre-trained ANT (spec baselines.md section 14); its run
+# folder is this variant's name plus the ablations, e.g. "relearn+no_text"
+ABLATED_VARIANT = "relearn"
+
+
 def method(name: str) -> Method:
     if name not in METHODS:
         raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}")

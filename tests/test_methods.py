@@ -29,8 +29,11 @@ def test_the_adapt_command_offers_the_registry_strategies():
 
 def test_the_workflow_takes_its_strategy_wildcard_and_labels_from_the_registry():
     common = (ROOT / "workflow/rules/common.smk").read_text()
-    assert 'strategy=_alternatives(METHODS["ant"].variant_names)' in common
-    assert "scratch" not in common and "relearn" not in common  # no second list of the strategies
+    train = (ROOT / "workflow/rules/train.smk").read_text()
+    assert 'variant=_alternatives(METHODS["ant"].variant_names + tuple(ABLATION_VARIANTS))' in train
+    assert 'ABLATION_VARIANTS = [f"{ABLATED_VARIANT}+{name}" for name in ABLATIONS]' in common
+    for rules in (common, train):
+        assert "scratch" not in rules and "relearn" not in rules  # no second list of the strategies
 
 
 def test_every_part_a_variant_names_is_a_part_of_its_model():

@@ -10,7 +10,7 @@ from snakemake.utils import min_version, validate
 
 from ant.config_check import check_config
 from ant.data.sources import merge_releases, raw_files
-from ant.methods import METHODS, MODALITIES, OVERALL_COLUMNS
+from ant.methods import ABLATED_VARIANT, METHODS, MODALITIES, OVERALL_COLUMNS
 
 min_version("9.0")
 
@@ -72,7 +72,7 @@ SEEDS = list(config["seeds"])
 STRATEGIES = list(config["adapt"]["strategies"])
 # Table IV: each ablation is a re-learning (R) adaptation of the one full pre-trained model (spec baselines.md 14)
 ABLATIONS = list(config["adapt"]["ablations"])
-ABLATION_VARIANTS = [f"relearn+{name}" for name in ABLATIONS]
+ABLATION_VARIANTS = [f"{ABLATED_VARIANT}+{name}" for name in ABLATIONS]
 # the history rule the headline tables show, and the other one (Table II is written under both)
 HISTORY_RULE = "history_excluded" if config["eval"]["exclude_history"] else "history_kept"
 OTHER_HISTORY_RULE = "history_kept" if HISTORY_RULE == "history_excluded" else "history_excluded"
@@ -275,12 +275,12 @@ def baseline_run(task, method, variant, seed, output="metrics"):
 
 
 def ant_run(task, variant, seed, output="metrics"):
-    """An ANT run's metrics.json (or another `output` of it): a strategy, or an ablation "relearn+no_text"."""
+    """An ANT run's metrics.json (or another `output` of it): a strategy's, or an ablation's (ABLATION_VARIANTS)."""
     return expand(getattr(rules.adapt.output, output), task=task, variant=variant, seed=seed)[0]
 
 
 def ant_strategy(variant):
-    """The strategy of an ANT run folder: "relearn" of an ablation "relearn+no_text+no_fusion"."""
+    """The strategy of an ANT run folder: the part before the ablations ("<strategy>+no_text+no_fusion")."""
     return variant.partition("+")[0]
 
 
@@ -314,7 +314,7 @@ def overall_runs():
 
 def ablation_runs():
     """Table IV: ANT-R and each configured ablation of it, on every target and seed."""
-    return [ant_run(t, v, seed) for t in TARGETS for v in ["relearn", *ABLATION_VARIANTS] for seed in SEEDS]
+    return [ant_run(t, v, seed) for t in TARGETS for v in [ABLATED_VARIANT, *ABLATION_VARIANTS] for seed in SEEDS]
 
 
 def target_runs(task, output="history"):

@@ -36,7 +36,7 @@ rule pretrain:
         "--threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
-# a strategy's run, or an ablation of Table IV (a re-learning without one part: results/runs/<task>/ant/relearn+no_text/)
+# a strategy's run, or an ablation of Table IV (a re-learning without one part, in results/runs/<task>/ant/<R>+<ablation>/)
 rule adapt:
     input:
         unpack(adapt_inputs),
