@@ -1,15 +1,26 @@
-"""`python -m ant bench train`: training rows/s and full-ranking evaluation users/s of ANT.
+"""`python -m ant bench train`: ANT's training steps/s and rows/s, evaluation users/s, and what 300 epochs of the
+paper's pre-training would take on this device.
 
 For each setting (a synthetic task, ant.train.synthetic, and a model size) it times, after warm-up steps:
-  adapt        full-softmax steps over all items of the task (adaptation / training from scratch), in
-               three row layouts: prefixes with every batch padded to max_history (no trimming), prefixes
-               trimmed to the batch's longest history (what the trainer does), and all_positions;
-  pretrain     in-batch softmax + text-image alignment steps on the same rows (trimmed prefixes);
+  adapt        full-softmax steps over all items of the task (adaptation / training from scratch): prefixes with
+               every batch padded to max_history (no trimming), prefixes trimmed to the batch's longest history,
+               and all_positions, each as one padded pass and with train.length_groups (ant.train.batches);
+  pretrain     in-batch softmax + text-image alignment steps, the pre-training objective's own batches (its
+               distinct items found on the host), prefixes and all_positions, one pass and length groups;
   evaluate     full ranking of test users over all items (item encoding included), users/s.
-Settings: `demo` (a demo-sized task, the demo's model), `large` (100k users x 20k items, the demo's model) and
-`paper` (100k users x 20k items, the paper's model: hidden 256, BERT/Swin/price feature sizes, batch 2048).
-On CUDA the steps run under bf16 autocast as in training. Rows/s counts training targets; rows/s and ms/step
-are medians over the timed steps.
+`--only` picks some of the three. Settings: `demo` (a demo-sized task, the demo's model), `large` (100k users x
+20k items, the demo's model), `paper` (100k users x 20k items, the paper's model: hidden 256, BERT/Swin/price
+feature sizes, batch 2048) and `paper-cpu`, the paper's model and batch scaled down to a CPU (20k users x 50k
+items: as in the auxiliary corpus, a batch's distinct items are mostly different items) with Amazon-like
+sequence lengths (AMAZON_LENGTHS: a heavy tail with the corpus's 9.3 interactions per user, so that most mixed
+batches hold a 50-item history, as in the real pre-training, while most histories are short). On CUDA the
+steps run under bf16 autocast as in training. Rows/s counts training targets; rows/s, steps/s and ms/step are
+medians over the timed steps.
+
+The projection: 300 epochs of the auxiliary corpus of the paper's Table I (its training targets,
+interactions - 3 x users, and every epoch's validation of all its users, each over its task's items) at the
+measured rates: training targets / rows/s, plus validation score cells (users x items per task) at the measured
+evaluation's cells/s. On several GPUs (train.gpus) divide the training part by at most their number.
 """
 
 from __future__ import annotations
@@ -21,9 +32,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from ant.data.split import split
+from ant.analysis.datasets_table import PUBLISHED
+from ant.data.split import Sequences, split
 from ant.device import autocast, resolve_device
 from ant.model.ant import ANT, ANTConfig
 from ant.train.batches import Batch, TrainRows
@@ -31,7 +44,13 @@ from ant.train.data import ItemTable
 from ant.train.evaluate import EvalRows
 from ant.train.hparams import Hparams, ModelHparams, OptimHparams, TrainHparams
 from ant.train.objectives import AdaptObjective, PretrainObjective, evaluate_task
-from ant.train.synthetic import synthetic_task
+from ant.train.synthetic import SyntheticTask, synthetic_task
+
+AUXILIARY = ("Food", "Movies", "Home", "Clothing")  # the paper's auxiliary tasks (Table I: users, items, interactions)
+EPOCHS = 300
+# Amazon-like lengths: 5 + floor(Lomax(shape 2, scale 4.84)), at most 200: 9.3 interactions per user (the auxiliary
+# corpus: 21,420,242 / 2,293,714 = 9.34), median user 6, median training history 4, 6.5% of histories 50 long
+AMAZON_LENGTHS = (2.0, 4.84, 200)
 
 
 @dataclass(frozen=True)
@@ -41,13 +60,17 @@ class Setting:
     hidden: int
     batch_size: int
     dims: dict[str, int]
+    lengths: str = "synthetic"  # synthetic_task's own lengths, or "amazon" (AMAZON_LENGTHS)
 
 
+PAPER_DIMS = {"text": 768, "image": 1024, "price": 64}
 SETTINGS = {
     "demo": Setting(2_000, 800, 64, 512, {"text": 64, "image": 64, "price": 64}),
     "large": Setting(100_000, 20_000, 64, 512, {"text": 64, "image": 64, "price": 64}),
-    "paper": Setting(100_000, 20_000, 256, 2048, {"text": 768, "image": 1024, "price": 64}),
+    "paper": Setting(100_000, 20_000, 256, 2048, PAPER_DIMS),
+    "paper-cpu": Setting(20_000, 50_000, 256, 2048, PAPER_DIMS, "amazon"),
 }
+MEASUREMENTS = ("adapt", "pretrain", "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="default: demo large on CPU, large paper on CUDA",
     )
+    parser.add_argument("--only", nargs="+", choices=MEASUREMENTS, default=list(MEASUREMENTS), help="what to time")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
@@ -72,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     names = args.settings or (["large", "paper"] if device.type == "cuda" else ["demo", "large"])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"ANT training benchmark on {device} ({where}), torch {torch.__version__}")
-    print(f"{'setting':<8} {'measurement':<28} {'rows/s or users/s':>18} {'ms/step':>9} {'peak MB':>9}")
+    print(f"{'setting':<9} {'measurement':<36} {'rows/s or users/s':>18} {'steps/s':>8} {'ms/step':>9} {'peak MB':>9}")
     for name in names:
         bench_setting(name, SETTINGS[name], device, args)
     return 0
@@ -80,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    task = synthetic_task(s.users, s.items, seed=0, clusters=max(20, s.items // 50), dims=s.dims)
+    task = _task(s)
     parts = split(task.sequences, 50)
     table = ItemTable(
         features={m: torch.from_numpy(v).to(device) for m, (v, _) in task.features.items()},
@@ -95,48 +119,86 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
     torch.manual_seed(0)
     model = ANT(ANTConfig(dims=s.dims, max_history=50, **hp.model.__dict__)).to(device)
     valid = EvalRows.build(parts["valid"])
+    history = parts["train"].length
     print(
-        f"{name:<8} {s.users:,} users x {s.items:,} items, {len(parts['train']):,} training rows, "
-        f"hidden {s.hidden}, batch {s.batch_size} (data {time.perf_counter() - started:.1f}s)"
+        f"{name:<9} {s.users:,} users x {s.items:,} items, {len(history):,} training rows (history median "
+        f"{np.median(history):.0f}, {np.mean(history == 50):.1%} at 50), hidden {s.hidden}, batch {s.batch_size} "
+        f"(data {time.perf_counter() - started:.1f}s)"
     )
+    layouts = {"prefixes": TrainRows.build(parts["train"], "prefixes")}
+    layouts["all_positions"] = TrainRows.build(parts["train"], "all_positions")
+    grouping = {"one pass": False, "length groups": True}
+    rates: dict[str, float] = {}
 
-    prefixes = TrainRows.build(parts["train"], "prefixes")
-    adapt = AdaptObjective(model, table, prefixes, valid, hp, device)
-    padded = _measure(model, adapt.loss, _padded(prefixes.batches(s.batch_size, device, _gen())), device, args)
-    _report(name, "adapt, prefixes, padded", padded)
-    _report(
-        name,
-        "adapt, prefixes, trimmed",
-        _measure(model, adapt.loss, prefixes.batches(s.batch_size, device, _gen()), device, args),
+    def objective_hp(groups: bool) -> Hparams:
+        return replace(hp, train=replace(hp.train, length_groups=groups))
+
+    if "adapt" in args.only:
+        prefixes = layouts["prefixes"]
+        adapt = AdaptObjective(model, table, prefixes, valid, hp, device)
+        padded = _padded(prefixes.batches(s.batch_size, device, _gen()))
+        _line(name, "adapt, prefixes, padded to 50", _measure(model, adapt.loss, padded, device, args))
+        for layout, rows in layouts.items():
+            for how, groups in grouping.items():
+                adapt = AdaptObjective(model, table, rows, valid, objective_hp(groups), device)
+                result = _measure(model, adapt.loss, adapt.batches(_gen()), device, args)
+                _line(name, f"adapt, {layout}, {how}", result)
+
+    if "pretrain" in args.only:
+        for layout, rows in layouts.items():
+            for how, groups in grouping.items():
+                pre = PretrainObjective(model, table, ["synthetic"], rows, {}, objective_hp(groups), device)
+                result = _measure(model, lambda b, pre=pre: pre.loss(b)["loss"], pre.batches(_gen()), device, args)
+                _line(name, f"pretrain, {layout}, {how}", result)
+                rates[f"pretrain, {layout}, {how}"] = result[0]
+
+    cells = None
+    if "evaluate" in args.only:
+        users = min(args.eval_users, s.users)
+        test = EvalRows.build(parts["test"]).head(users)
+        _sync(device)
+        _reset_peak(device)
+        start = time.perf_counter()
+        with torch.no_grad(), autocast(device):
+            evaluate_task(model, table, 0, test, hp, device)
+        _sync(device)
+        seconds = time.perf_counter() - start
+        _line(name, f"evaluate {users:,} users", (users / seconds, float("nan"), _peak(device)))
+        cells = users * s.items / seconds
+    _project(name, rates, cells)
+
+
+def _project(name: str, rates: dict[str, float], cells_per_s: float | None) -> None:
+    """Hours for EPOCHS epochs of the paper's auxiliary corpus (Table I) at the measured rates."""
+    if not rates:
+        return
+    targets = sum(PUBLISHED[t][2] - 3 * PUBLISHED[t][0] for t in AUXILIARY)
+    cells = sum(PUBLISHED[t][0] * PUBLISHED[t][1] for t in AUXILIARY)
+    users = sum(PUBLISHED[t][0] for t in AUXILIARY)
+    valid = EPOCHS * cells / cells_per_s / 3600 if cells_per_s else None
+    print(
+        f"{name:<9} projection: {EPOCHS} epochs of the paper's auxiliary corpus (Table I: {targets:,} training "
+        f"targets per epoch; validation {users:,} users x their task's items = {cells:.3g} score cells per epoch"
+        + (f", {valid:,.1f} h in all at {cells_per_s:.3g} cells/s)" if valid is not None else ", not timed)")
     )
-    positions = TrainRows.build(parts["train"], "all_positions")
-    _report(
-        name,
-        "adapt, all_positions",
-        _measure(model, adapt.loss, positions.batches(s.batch_size, device, _gen()), device, args),
-    )
+    for what, rate in rates.items():
+        train = EPOCHS * targets / rate / 3600
+        total = f" + validation = {train + valid:,.1f} h" if valid is not None else ""
+        print(f"{name:<9}   {what:<34} {train:10,.1f} h training{total}", flush=True)
 
-    for layout, rows in (("prefixes", prefixes), ("all_positions", positions)):
-        pre = PretrainObjective(model, table, ["synthetic"], rows, {}, hp, device)
-        _report(
-            name,
-            f"pretrain, {layout}",
-            _measure(
-                model, lambda b, pre=pre: pre.loss(b)["loss"], rows.batches(s.batch_size, device, _gen()), device, args
-            ),
-        )
 
-    users = min(args.eval_users, s.users)
-    test = EvalRows.build(parts["test"])
-    test = test.head(users)
-    _sync(device)
-    _reset_peak(device)
-    start = time.perf_counter()
-    with torch.no_grad(), autocast(device):
-        evaluate_task(model, table, 0, test, hp, device)
-    _sync(device)
-    seconds = time.perf_counter() - start
-    _report(name, f"evaluate {users:,} users", (users / seconds, float("nan"), _peak(device)))
+def _task(s: Setting) -> SyntheticTask:
+    clusters = max(20, s.items // 50)
+    if s.lengths == "synthetic":
+        return synthetic_task(s.users, s.items, seed=0, clusters=clusters, dims=s.dims)
+    shape, scale, cap = AMAZON_LENGTHS
+    walks = synthetic_task(s.users, s.items, seed=0, clusters=clusters, dims=s.dims, mean_length=1e12, max_length=cap)
+    u = np.random.default_rng(1).random(s.users)
+    length = np.minimum(5 + np.floor(scale * ((1 - u) ** (-1 / shape) - 1)), cap).astype(np.int64)
+    steps = walks.sequences.items.reshape(s.users, cap)  # every walk is `cap` long: keep its first `length`
+    offsets = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
+    kept = steps[np.arange(cap)[None, :] < length[:, None]]
+    return replace(walks, sequences=Sequences(kept, offsets, walks.sequences.user_idx))
 
 
 def _gen() -> torch.Generator:
@@ -184,7 +246,14 @@ def _measure(
     return statistics.median(rates), 1000 * statistics.median(seconds), _peak(device)
 
 
+def _line(name: str, what: str, result: tuple[float, float, float]) -> None:
+    rate, ms, peak = result
+    timing = f"{1000 / ms:8.2f} {ms:9.1f}" if ms == ms else f"{'':8} {'':9}"
+    print(f"{name:<9} {what:<36} {rate:18,.0f} {timing} {peak:9,.0f}", flush=True)
+
+
 def _report(name: str, what: str, result: tuple[float, float, float]) -> None:
+    """bench baselines' line (its own columns)."""
     rate, ms, peak = result
     ms_text = "" if ms != ms else f"{ms:9.1f}"
     print(f"{name:<8} {what:<28} {rate:18,.0f} {ms_text:>9} {peak:9,.0f}", flush=True)

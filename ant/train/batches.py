@@ -9,11 +9,26 @@ Rows come from ant.data.split (train prefixes). Two layouts (config train.rows, 
 A batch is cut to its longest history (right padding, positions counted from the oldest item, so the outputs do
 not change) and moved to the device; nothing in the loop touches single rows in Python.
 `batch_size` counts targets: with all_positions a batch holds about batch_size / (targets per row) rows.
+
+What ANT's objectives ask of a batch besides (all computed on the host, so the device never waits on the host):
+  by_length  (a number of cells) the batch's rows sorted by history length and cut into groups of lengths
+             (2^(g-1), 2^g], each to be encoded cut to its own longest history (`Batch.states`); neighbouring
+             groups are merged while a merge pads fewer than `by_length` (row, column) cells (a pass of its own
+             would cost more than it saves), and a batch left with one group stays one pass in the shuffled
+             order (small batches: unchanged). The same rows and targets as the shuffled batch, so the
+             same in-batch negatives and data order; a mixed pre-training batch's longest history is usually 50
+             while the median is 4-6, so the user encoder's padded [B, T] work shrinks several times. A loss that
+             is a mean over the rows, or an in-batch softmax over them, does not depend on their order.
+  distinct   the batch's distinct item rows (histories and targets, sorted): each is encoded once.
+  part       (rank, world): one process's share of every global batch for data-parallel training
+             (ant.train.distributed): the rows of the global batch split in `world` nearly equal consecutive parts,
+             so the processes together see the very batches of one process, and `first_row` / `share_targets` say
+             where the share sits in its global batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,9 +50,28 @@ class Batch:
     # int64 [B], the sequence position of the target after history[:, length - 1] (ant.data.split.Rows): for
     # models that read per-interaction context (CARCA's time6); None in hand-built batches of models that do not
     position: torch.Tensor | None = None
+    # by_length: (first row, end row, longest history) of each group of consecutive rows; None = one group
+    groups: tuple[tuple[int, int, int], ...] | None = None
+    # distinct: int64 [n] the sorted distinct items of histories and targets, padding looked up as item 0
+    items: torch.Tensor | None = None
+    first_row: int = 0  # data-parallel share: the global batch row of this batch's row 0
+    share_targets: tuple[int, ...] | None = None  # data-parallel share: the targets of every process's share
 
     def __len__(self) -> int:
         return self.history.shape[0]
+
+    def states(self, encode: Callable[[slice, int], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`select` of the hidden states `encode(rows, steps)` [b, steps, d] of the rows `rows`, cut to `steps`
+        columns, called once per group: the same states, targets and rows as `select(encode(all, T))`."""
+        if self.groups is None:
+            return self.select(encode(slice(0, len(self)), self.history.shape[1]))
+        parts = []
+        for lo, hi, steps in self.groups:
+            target = self.target[lo:hi] if self.target.dim() == 1 else self.target[lo:hi, :steps]
+            part = Batch(self.history[lo:hi, :steps], self.length[lo:hi], target, self.user[lo:hi])
+            states, targets, rows = part.select(encode(slice(lo, hi), steps))
+            parts.append((states, targets, rows + lo))
+        return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
     def select(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The hidden states that predict a target, those targets, and the batch row of each: [M, d], [M], [M].
@@ -96,24 +130,80 @@ class TrainRows:
         return -(-len(self) // self.rows_per_batch(batch_size))
 
     def batches(
-        self, batch_size: int, device: torch.device, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        *,
+        by_length: int | None = None,
+        distinct: bool = False,
+        part: tuple[int, int] = (0, 1),
     ) -> Iterator[Batch]:
-        """One epoch: shuffled with `generator` (in order without one), each batch cut to its longest history."""
+        """One epoch: shuffled with `generator` (in order without one), each batch cut to its longest history;
+        by_length, distinct and part as the module says."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         per = self.rows_per_batch(batch_size)
+        rank, world = part
         for lo in range(0, n, per):
             idx = order[lo : lo + per]
+            extra: dict = {}
+            if world > 1:
+                shares = torch.tensor_split(idx, world)
+                targets = tuple(
+                    len(s) if self.target.dim() == 1 else int((self.target[s] != PAD).sum()) for s in shares
+                )
+                extra = {"first_row": sum(len(s) for s in shares[:rank]), "share_targets": targets}
+                idx = shares[rank]
             length = self.length[idx]
-            steps = int(length.max())
+            if by_length is not None:
+                ordered, sort = torch.sort(length, stable=True)
+                groups = _length_groups(ordered, by_length)
+                if groups is not None:  # else one pass, in the shuffled order
+                    length, idx, extra["groups"] = ordered, idx[sort], groups
+            steps = int(length.max()) if len(idx) else 1
+            history = self.history[idx, :steps]
             target = self.target[idx] if self.target.dim() == 1 else self.target[idx, :steps]
+            if distinct:
+                extra["items"] = _move(
+                    torch.unique(torch.cat([history.flatten(), target.flatten()]).clamp(min=0)), device
+                )
             yield Batch(
-                history=self.history[idx, :steps].to(device, torch.int64, non_blocking=True),
-                length=length.to(device, torch.int64, non_blocking=True),
-                target=target.to(device, torch.int64, non_blocking=True),
-                user=self.user[idx].to(device, non_blocking=True),
-                position=self.position[idx].to(device, torch.int64, non_blocking=True),
+                history=_move(history, device),
+                length=_move(length, device),
+                target=_move(target, device),
+                user=_move(self.user[idx], device),
+                position=_move(self.position[idx], device),
+                **extra,
             )
+
+
+def _move(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """int64 on the device; from pinned memory on CUDA, so that the copy runs while the host prepares the next."""
+    t = t.to(torch.int64)
+    if device.type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def _length_groups(length: torch.Tensor, min_saved: int) -> tuple[tuple[int, int, int], ...] | None:
+    """(lo, hi, longest) of runs of sorted `length` [B]: first the lengths in (2^(g-1), 2^g], then neighbours
+    merged while a merge pads fewer than `min_saved` cells (a group's own pass costs more than that saves);
+    None when one group is left (one pass)."""
+    if len(length) == 0:
+        return None
+    bits = torch.ceil(torch.log2(length.double())).long()  # 1 -> 0, 2 -> 1, 3..4 -> 2, 5..8 -> 3, ...
+    cuts = (torch.nonzero(bits[1:] != bits[:-1]).flatten() + 1).tolist()
+    bounds = [0, *cuts, len(length)]
+    runs = [(lo, hi, int(length[hi - 1])) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    while len(runs) > 1:
+        # padding added by merging run i into run i + 1: its rows padded to the longer run's longest
+        added = [(hi - lo) * (runs[i + 1][2] - longest) for i, (lo, hi, longest) in enumerate(runs[:-1])]
+        i = min(range(len(added)), key=added.__getitem__)
+        if added[i] >= min_saved:
+            break
+        runs[i : i + 2] = [(runs[i][0], runs[i + 1][1], runs[i + 1][2])]
+    return tuple(runs) if len(runs) > 1 else None
 
 
 def _all_positions(rows: Rows) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -53,6 +53,9 @@ class TrainHparams:
     threads: int = 2  # CPU threads (the command's --threads overrides)
     rows: Literal["prefixes", "all_positions"] = "prefixes"
     eval_batch_size: int = 1024
+    # ANT: encode a batch's users in groups of similar history length (ant.train.batches); False: one padded pass
+    length_groups: bool = True
+    gpus: int = 1  # processes of a pre-training (one per GPU; gloo on the CPU): ant.train.distributed
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,10 @@ def _check(hp: Hparams) -> None:
         problems.append("train.rows must be 'prefixes' or 'all_positions'")
     if not isinstance(hp.train.threads, int) or hp.train.threads < 1:
         problems.append("train.threads must be a positive integer")
+    if not isinstance(hp.train.length_groups, bool):
+        problems.append("train.length_groups must be true or false")
+    if not isinstance(hp.train.gpus, int) or isinstance(hp.train.gpus, bool) or hp.train.gpus < 1:
+        problems.append("train.gpus must be a positive integer")
     if hp.train.eval_batch_size < 1:
         problems.append("train.eval_batch_size must be >= 1")
     if hp.eval.ties not in TIE_RULES:

@@ -10,6 +10,12 @@ ant.train.losses) + align_weight * text-image alignment.
 Validation = Recall@10 (and the other metrics) pooled over the validation users of all auxiliary tasks, each
 user ranked within its own task's items; the per-task values are logged too.
 Adaptation: all items of the task are encoded every step; loss = cross-entropy over all of them.
+
+Both encode a batch's users in groups of similar history length when train.length_groups is on
+(ant.train.batches `by_length`): the same states as one padded pass, for a fraction of the padded work (in
+training the dropout masks are drawn over the smaller layout: the same distribution, other draws). Pre-training
+takes its distinct items from the batch, found on the host. With a process group (ant.train.distributed) the
+pre-training loss is the share's part of the global batch's, against the global batch's candidates.
 """
 
 from __future__ import annotations
@@ -21,11 +27,23 @@ from ant.model.ant import ANT
 from ant.model.transformer import last_position
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
+from ant.train.distributed import Group, gather_columns, gather_evaluation, shard_rows
 from ant.train.evaluate import EvalRows, Evaluation, Scorer, evaluate, pooled
 from ant.train.hparams import Hparams
-from ant.train.losses import alignment_loss, in_batch_softmax_loss
+from ant.train.losses import Columns, alignment_loss, in_batch_softmax_loss
 
 ENCODE_CHUNK = 8192  # items per item-encoder call outside training (bounds the [K, n, d_m] head inputs)
+# train.length_groups: a group of a batch's rows gets a user-encoder pass of its own where that saves this many
+# padded floats (cells x hidden size): on the CPU the padding's work is what counts (a pass costs little more),
+# on a GPU the launches of one more pass cost more than the padding of a paper-sized batch (26 M floats)
+SPLIT_FLOATS = {"cpu": 1 << 16, "cuda": 1 << 26}
+
+
+def length_groups(hp: Hparams, model: ANT, device: torch.device) -> int | None:
+    """TrainRows.batches' by_length for ANT: the padded cells a group's own pass must save (None: off)."""
+    if not hp.train.length_groups:
+        return None
+    return SPLIT_FLOATS.get(device.type, SPLIT_FLOATS["cpu"]) // model.config.hidden_size
 
 
 @torch.no_grad()
@@ -69,6 +87,16 @@ def evaluate_task(
     return result
 
 
+def user_states(model: ANT, batch: Batch, item_vectors: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Batch.select of the user states of `batch`, whose history item j is item_vectors[at[j]] (at [B, T]),
+    encoded group by group (Batch.groups) with only each group's columns looked up."""
+
+    def encode(rows: slice, steps: int) -> torch.Tensor:
+        return model.user_states(item_vectors[at[rows, :steps]], batch.length[rows])
+
+    return batch.states(encode)
+
+
 class PretrainObjective:
     def __init__(
         self,
@@ -79,24 +107,36 @@ class PretrainObjective:
         valid: dict[str, EvalRows],
         hp: Hparams,
         device: torch.device,
+        group: Group | None = None,
     ) -> None:
         self.model, self.table, self.rows, self.valid, self.hp, self.device = model, table, rows, valid, hp, device
         self.task_names = list(task_names)  # task t of the table is task_names[t]
         self.align = hp.optim.align_weight > 0 and {"text", "image"} <= set(model.config.modalities)
+        self.group = group  # data-parallel: this process's share of every batch; None: one process
 
     def steps(self) -> int:
         return self.rows.steps(self.hp.optim.batch_size)
 
     def batches(self, generator: torch.Generator):
-        return self.rows.batches(self.hp.optim.batch_size, self.device, generator)
+        part = (self.group.rank, self.group.size) if self.group is not None else (0, 1)
+        return self.rows.batches(
+            self.hp.optim.batch_size,
+            self.device,
+            generator,
+            by_length=length_groups(self.hp, self.model, self.device),
+            distinct=True,
+            part=part,
+        )
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        needed = torch.cat([batch.history.flatten(), batch.target.flatten()]).clamp(min=0)
-        unique = torch.unique(needed)  # sorted: a row's position is found by searchsorted
+        unique = batch.items  # sorted: a row's position is found by searchsorted
+        if unique is None:  # a batch made elsewhere (tests, benchmarks)
+            unique = torch.unique(torch.cat([batch.history.flatten(), batch.target.flatten()]).clamp(min=0))
         v, parts = self.model.item_vectors(self.table.gather(unique))
-        history = v[torch.searchsorted(unique, batch.history.clamp(min=0))]
-        states, target, rows = batch.select(self.model.user_states(history, batch.length))
+        states, target, rows = user_states(self.model, batch, v, torch.searchsorted(unique, batch.history.clamp(min=0)))
         at = torch.searchsorted(unique, target)
+        if self.group is not None:
+            return self._share_loss(batch, states, target, rows + batch.first_row, v[at], parts, at)
         rec = in_batch_softmax_loss(self.model.logits(states, v[at]), target, rows)
         if not self.align:
             return {"loss": rec, "rec": rec}
@@ -104,15 +144,43 @@ class PretrainObjective:
         align = alignment_loss(self.model.logits(parts["image"][at], parts["text"][at]), target, keep, rows)
         return {"loss": rec + self.hp.optim.align_weight * align, "rec": rec, "align": align}
 
+    def _share_loss(
+        self,
+        batch: Batch,
+        states: torch.Tensor,
+        target: torch.Tensor,
+        rows: torch.Tensor,
+        target_vectors: torch.Tensor,
+        parts: dict[str, torch.Tensor],
+        at: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """This process's part of the global batch's losses, its rows against all shares' targets."""
+        keep = self.table.present["image"][target] & self.table.present["text"][target]
+        d = target_vectors.shape[1]
+        local = torch.cat([target_vectors, parts["text"][at]], 1) if self.align else target_vectors  # [M_r, (2)d]
+        vectors, meta = gather_columns(local, torch.stack([target, rows, keep.long()], 1), batch.share_targets)
+        width = max(batch.share_targets)
+        own = self.group.rank * width + torch.arange(len(target), device=target.device)
+        columns = Columns(meta[:, 0], meta[:, 1], own, meta[:, 2] == 1, sum(batch.share_targets))
+        rec = in_batch_softmax_loss(self.model.logits(states, vectors[:, :d]), target, rows, columns)
+        if not self.align:
+            return {"loss": rec, "rec": rec}
+        logits = self.model.logits(parts["image"][at], vectors[:, d:])
+        align = alignment_loss(logits, target, keep, rows, columns)
+        return {"loss": rec + self.hp.optim.align_weight * align, "rec": rec, "align": align}
+
     def validate(self) -> dict[str, float]:
         return self.metrics(self.evaluate(self.valid))
 
     def evaluate(self, rows: dict[str, EvalRows]) -> dict[str, Evaluation]:
-        """Each task's evaluation (its users ranked within its own items)."""
-        return {
-            name: evaluate_task(self.model, self.table, self.task_names.index(name), task_rows, self.hp, self.device)
-            for name, task_rows in rows.items()
-        }
+        """Each task's evaluation (its users ranked within its own items); with a process group each process
+        ranks a shard of the users and all get the whole evaluation."""
+        out = {}
+        for name, task_rows in rows.items():
+            t = self.task_names.index(name)
+            shard = evaluate_task(self.model, self.table, t, shard_rows(task_rows, self.group), self.hp, self.device)
+            out[name] = gather_evaluation(shard, self.group, self.hp.eval.ks)
+        return out
 
     def metrics(self, per_task: dict[str, Evaluation]) -> dict[str, float]:
         """Pooled over the users of all tasks under both history rules, plus each task's under the chosen one."""
@@ -133,12 +201,12 @@ class AdaptObjective:
         return self.rows.steps(self.hp.optim.batch_size)
 
     def batches(self, generator: torch.Generator):
-        return self.rows.batches(self.hp.optim.batch_size, self.device, generator)
+        by_length = length_groups(self.hp, self.model, self.device)
+        return self.rows.batches(self.hp.optim.batch_size, self.device, generator, by_length=by_length)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         v, _ = self.model.item_vectors(self.table.features, self.item_idx)
-        hidden = self.model.user_states(v[batch.history.clamp(min=0)], batch.length)
-        states, target, _ = batch.select(hidden)
+        states, target, _ = user_states(self.model, batch, v, batch.history.clamp(min=0))
         return F.cross_entropy(self.model.logits(states, v), target)
 
     def validate(self) -> dict[str, float]:

@@ -11,6 +11,11 @@ CUDA, the shuffling generator). A run killed at any point and started again with
 the last finished epoch and ends with the same weights as an uninterrupted run (on CPU, bit for bit; CUDA kernels
 such as embedding backward are not deterministic). A `resume.pt` written for different inputs or settings
 (its fingerprint differs) is ignored. `finish()` removes it once the run's outputs are written.
+
+Data-parallel (a `group`, ant.train.distributed): every process runs this loop on its share of each batch; after
+each backward the gradients are summed over the processes, so every process takes the same step; the epoch's
+losses are summed over them (each is a share of the global mean); only rank 0 writes resume.pt, with every
+rank's RNG states, and each rank restores its own.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from tqdm import tqdm
 from ant.device import autocast
 from ant.errors import UserError
 from ant.io import atomic_path, write_text
+from ant.train import distributed
+from ant.train.distributed import Group
 
 log = logging.getLogger(__name__)
 RESUME_FILE = "resume.pt"
@@ -81,15 +88,17 @@ class Trainer:
         fingerprint: str,
         select: str | None = "recall@10",
         progress: bool = True,
+        group: Group | None = None,
     ) -> None:
         self.objective, self.model = objective, objective.model
         self.epochs, self.patience, self.device, self.select = epochs, patience, device, select
-        self.fingerprint, self.progress = fingerprint, progress
+        self.fingerprint, self.group = fingerprint, group
+        self.progress = progress and (group is None or group.main)
         self.resume_path = Path(out_dir) / RESUME_FILE
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        if not trainable:
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.trainable:
             raise ValueError("the model has no trainable parameter")
-        self.optimizer = torch.optim.Adam(trainable, lr=lr)
+        self.optimizer = torch.optim.Adam(self.trainable, lr=lr)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=lr_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, Any]] = []
@@ -150,6 +159,8 @@ class Trainer:
                 out = self.objective.loss(batch)
             parts = out if isinstance(out, dict) else {"loss": out}
             parts["loss"].backward()
+            if self.group is not None:
+                distributed.all_reduce_gradients(self.trainable)
             self.optimizer.step()
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
@@ -157,6 +168,8 @@ class Trainer:
             bar.update()
         bar.close()
         self.scheduler.step()
+        if self.group is not None and sums:  # each process's losses are shares of the global batch's
+            sums = dict(zip(sums, distributed.all_reduce_sum(torch.stack(list(sums.values()))), strict=True))
         means = {key: float(value) / max(steps, 1) for key, value in sums.items()}
         if not all(math.isfinite(v) for v in means.values()):
             raise UserError(
@@ -190,7 +203,19 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ resume
+    def _rng_state(self) -> dict[str, Any]:
+        return {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
     def _save_resume(self) -> None:
+        rng = self._rng_state()
+        if self.group is not None:  # every rank's own draws; the shuffling generator is the same on all
+            ranks = distributed.gather_objects(rng)
+            if not self.group.main:
+                return
+            rng = {**rng, "ranks": ranks}
         state = {
             "fingerprint": self.fingerprint,
             "epoch": self.epoch,
@@ -205,11 +230,7 @@ class Trainer:
             },
             "bad_epochs": self.bad_epochs,
             "history": self.history,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "shuffle": self.generator.get_state(),
-            },
+            "rng": {**rng, "shuffle": self.generator.get_state()},
         }
         with atomic_path(self.resume_path) as tmp:
             torch.save(state, tmp)
@@ -236,16 +257,18 @@ class Trainer:
             best["state"],
         )
         self.bad_epochs, self.history, self.epoch = state["bad_epochs"], state["history"], state["epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        rng = state["rng"]["ranks"][self.group.rank] if self.group is not None else state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.generator.set_state(state["rng"]["shuffle"])
         log.info("resumed from %s after epoch %d", self.resume_path, self.epoch)
         return self.epoch
 
     def finish(self) -> None:
-        """Drop the resume checkpoint: call once the run's outputs are written."""
-        self.resume_path.unlink(missing_ok=True)
+        """Drop the resume checkpoint: call once the run's outputs are written (on rank 0, which wrote it)."""
+        if self.group is None or self.group.main:
+            self.resume_path.unlink(missing_ok=True)
 
 
 def history_csv(history: list[dict[str, Any]]) -> str:
