@@ -44,6 +44,7 @@ from ant.train.data import ItemTable
 from ant.train.evaluate import EvalRows
 from ant.train.hparams import Hparams, ModelHparams, OptimHparams, TrainHparams
 from ant.train.objectives import AdaptObjective, PretrainObjective, evaluate_task
+from ant.train.runs import keep_freed_memory
 from ant.train.synthetic import SyntheticTask, synthetic_task
 
 AUXILIARY = ("Food", "Movies", "Home", "Clothing")  # the paper's auxiliary tasks (Table I: users, items, interactions)
@@ -91,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    keep_freed_memory()  # as the training commands do
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.settings or (["large", "paper"] if device.type == "cuda" else ["demo", "large"])

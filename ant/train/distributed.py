@@ -25,8 +25,10 @@ to float rounding (tests/test_distributed.py). Single node only (torchrun --stan
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, fields
@@ -75,6 +77,7 @@ def from_env(device_name: str) -> Group | None:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return None
+    _die_with_parent()
     local = int(os.environ["LOCAL_RANK"])
     if device_name == "cpu" or not torch.cuda.is_available():
         if device_name not in ("cpu", "auto"):
@@ -90,6 +93,17 @@ def from_env(device_name: str) -> Group | None:
     if not group.main:  # one log: the other ranks say only what goes wrong
         logging.getLogger("ant").setLevel(logging.WARNING)
     return group
+
+
+def _die_with_parent() -> None:
+    """torchrun starts each process in a session of its own, so a job killed with SIGKILL (a scheduler's, a
+    user's kill of the process group) would leave them training on: have the kernel kill this one with torchrun."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not Linux: the processes outlive a SIGKILL of torchrun there
+        return
+    pr_set_pdeathsig = 1  # <sys/prctl.h>
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def close(group: Group | None) -> None:

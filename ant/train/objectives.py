@@ -94,6 +94,9 @@ def user_states(model: ANT, batch: Batch, item_vectors: torch.Tensor, at: torch.
     def encode(rows: slice, steps: int) -> torch.Tensor:
         return model.user_states(item_vectors[at[rows, :steps]], batch.length[rows])
 
+    if len(batch) == 0:  # a data-parallel share of a last batch smaller than the processes
+        none = batch.length.new_zeros(0)
+        return item_vectors.new_zeros(0, item_vectors.shape[1]), none, none
     return batch.states(encode)
 
 

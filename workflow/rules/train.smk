@@ -8,6 +8,12 @@ output, so Snakemake leaves it in place) and removes it once the outputs are wri
 TRAIN_GPUS = 0 if config["train"]["device"] == "cpu" else 1
 
 
+# Pre-training runs train.gpus processes, one per GPU (ant.train.distributed): the job asks for all of them, for
+# `train.threads` CPU threads per process (the command splits --threads between them) and memory for each
+# process's copy of the item table and rows.
+PRETRAIN_PROCESSES = config["train"]["gpus"]
+
+
 rule pretrain:
     input:
         unpack(pretrain_inputs),
@@ -21,10 +27,11 @@ rule pretrain:
         "logs/pretrain/ant/seed{seed}.benchmark.tsv"
     conda:
         "../envs/ant.yaml"
-    threads: config["train"]["threads"]
+    threads: config["train"]["threads"] * PRETRAIN_PROCESSES
     resources:
-        gpu=TRAIN_GPUS,
-        mem_mb=64000,
+        gpu=TRAIN_GPUS * PRETRAIN_PROCESSES,
+        nodes=1,  # torchrun --standalone: all the job's GPUs on one node
+        mem_mb=32000 + 32000 * PRETRAIN_PROCESSES,
         runtime=4320,
     params:
         tasks=lambda w, input: task_flags(input, AUXILIARY),
