@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.settings or (["large", "paper"] if device.type == "cuda" else ["demo", "large"])
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"ANT training benchmark on {device} ({where}), torch {torch.__version__}")
     print(f"{'setting':<9} {'measurement':<36} {'rows/s or users/s':>18} {'steps/s':>8} {'ms/step':>9} {'peak MB':>9}")
     for name in names:
