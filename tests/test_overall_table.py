@@ -318,3 +318,20 @@ def test_paired_p_edge_cases():
     assert paired_p(users, np.ones(4), users, np.zeros(4), "T") == 0.0  # a constant gain: scipy's t is infinite
     assert paired_p(users, np.ones(4), users, np.ones(4), "T") == 1.0
     assert paired_p(users[:1], np.ones(1), users[:1], np.zeros(1), "T") is None  # one user: no test
+
+
+def test_a_column_the_paper_does_not_have_gets_a_dash_in_its_paper_row(tmp_path, monkeypatch):
+    """A method added to the registry after the paper (here: the paper's CARCA numbers taken away) leaves its
+    cell of the paper row empty instead of failing the table."""
+    import ant.analysis.overall as overall
+
+    without = {task: {t: v for t, v in cols.items() if t != "CARCA"} for task, cols in TABLE_II.items()}
+    monkeypatch.setattr(overall, "TABLE_II", without)
+    ranks = np.arange(1.0, 11.0)
+    paths = [str(write_run(tmp_path, "Scientific", m, s, 0, ranks)) for m, s, _ in OVERALL_COLUMNS]
+    md, out = tmp_path / "t.md", tmp_path / "t.csv"
+    assert main(["table", "overall", *paths, "--rule", "as_published", "--csv", str(out), "--md", str(md)]) == 0
+    (paper_row,) = [line for line in md.read_text().splitlines() if line.startswith("| Scientific | R@10 paper |")]
+    cells = [c.strip() for c in paper_row.strip("|").split("|")][2:]
+    titles = [t for _, _, t in OVERALL_COLUMNS]
+    assert cells[titles.index("CARCA")] == "–" and cells[titles.index("ANT")] == "0.1334"

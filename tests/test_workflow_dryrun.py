@@ -294,6 +294,27 @@ def test_a_local_source_that_does_not_exist_is_reported_before_anything_runs(wor
     assert "nope.csv" in run.stdout + run.stderr
 
 
+def test_a_local_mirror_missing_a_file_falls_back_to_the_hosts_behind_it(work, tmp_path):
+    """A local copy of the release that lacks a file is skipped for that file (the next mirror is tried); the
+    files it holds are inputs of their download jobs."""
+    mirror = tmp_path / "amazon_v2"
+    (mirror / "categoryFilesSmall").mkdir(parents=True)
+    (mirror / "categoryFilesSmall/Industrial_and_Scientific.csv").write_text("item,user,rating,timestamp\n")
+    config = load_config("paper.yaml")
+    config["releases"] = {
+        "amazon2018": {"mirrors": [str(mirror), "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2"]}
+    }
+    write_config(work, "mirror.yaml", config)
+    run = snakemake(work, "-n", "results/data/Scientific/interactions.parquet", "--configfile", "config/mirror.yaml")
+    assert run.returncode == 0, run.stderr
+    downloads = {j.output[0]: j for j in planned_jobs(run.stdout) if j.rule == "download"}
+    ratings = downloads["resources/amazon2018/Industrial_and_Scientific.csv"]
+    meta = downloads["resources/amazon2018/meta_Industrial_and_Scientific.json.gz"]
+    assert ratings.input == [f"{mirror}/categoryFilesSmall/Industrial_and_Scientific.csv"]
+    assert meta.input == []  # not in the local copy: the host behind it serves it
+    assert f"--url={mirror}/" in meta.fields["shell"] and "--url=https://mcauleylab.ucsd.edu/" in meta.fields["shell"]
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -246,7 +246,8 @@ def to_markdown(rows: list[dict[str, Any]], rule: str, alpha: float) -> str:
         imprv = "–" if row["imprv_pct"] is None else f"{row['imprv_pct']:.1f}" + ("*" if row["significant"] else "")
         lines.append(f"| {row['task']} | {HEADERS[row['metric']]} | " + " | ".join(cells) + f" | {imprv} |")
         if with_paper and row["task"] in TABLE_II:
-            paper = [f"{TABLE_II[row['task']][t][row['metric']]:.4f}" for t in TITLES]
+            published = TABLE_II[row["task"]]  # a method the paper did not run (a new registry entry) gets "–"
+            paper = [f"{published[t][row['metric']]:.4f}" if t in published else "–" for t in TITLES]
             paper.append(f"{TABLE_II_IMPRV[row['task']][row['metric']]:.1f}")
             lines.append(f"| {row['task']} | {HEADERS[row['metric']]} paper | " + " | ".join(paper) + " |")
     seeds = seeds_text(int(n) for r in rows for n in r["seeds"].split("/"))

@@ -183,6 +183,17 @@ def raw_file(wildcards):
     return RAW_BY_DEST[wildcards.rawfile]
 
 
+def download_inputs(wildcards):
+    """A raw file's local sources (plain paths, file://) that are inputs: those that exist or that the workflow
+    makes (the demo's mirror, so its rule runs first). A missing local copy with other sources behind it is no
+    input: the command tries the next source. If every source is local, all are inputs (a missing one: an error
+    before anything runs)."""
+    raw = raw_file(wildcards)
+    local = raw.local_sources()
+    kept = [p for p in local if p.exists() or p.is_relative_to(DEMO["out"])]
+    return kept if kept or len(local) < len(raw.urls) else local
+
+
 def hparams(stage):
     """Model, optimisation and evaluation settings of one training stage, as one shell-quoted JSON argument."""
     settings = {

@@ -3,8 +3,7 @@
 
 rule download:
     input:
-        # local sources (plain paths, file://) are inputs, so a rule that makes them (the demo) runs first
-        lambda w: raw_file(w).local_sources(),
+        download_inputs,
     output:
         "resources/{rawfile}",
     log:
