@@ -15,7 +15,9 @@ items: as in the auxiliary corpus, a batch's distinct items are mostly different
 sequence lengths (AMAZON_LENGTHS: a heavy tail with the corpus's 9.3 interactions per user, so that most mixed
 batches hold a 50-item history, as in the real pre-training, while most histories are short). On CUDA the
 steps run under bf16 autocast as in training. Rows/s counts training targets; rows/s, steps/s and ms/step are
-medians over the timed steps.
+medians over the timed steps, the variants of adapt (and those of pretrain) timed step by step in turn, so that
+a shared machine's changing load does not favour one of them. The allocator is set as in training
+(ant.train.runs.keep_freed_memory; --malloc-default: as glibc leaves it, to see what that does).
 
 The projection: 300 epochs of the auxiliary corpus of the paper's Table I (its training targets,
 interactions - 3 x users, and every epoch's validation of all its users, each over its task's items) at the
@@ -88,11 +90,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each measurement")
     parser.add_argument("--eval-users", type=int, default=20_000, help="test users ranked in the evaluation timing")
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's allocator as it is (training commands keep freed memory: ant.train.runs)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    keep_freed_memory()  # as the training commands do
+    if not args.malloc_default:
+        keep_freed_memory()  # as the training commands do
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.settings or (["large", "paper"] if device.type == "cuda" else ["demo", "large"])
@@ -138,21 +146,23 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
     if "adapt" in args.only:
         prefixes = layouts["prefixes"]
         adapt = AdaptObjective(model, table, prefixes, valid, hp, device)
-        padded = _padded(prefixes.batches(s.batch_size, device, _gen()))
-        _line(name, "adapt, prefixes, padded to 50", _measure(model, adapt.loss, padded, device, args))
+        runs = {"adapt, prefixes, padded to 50": (adapt.loss, _padded(prefixes.batches(s.batch_size, device, _gen())))}
         for layout, rows in layouts.items():
             for how, groups in grouping.items():
                 adapt = AdaptObjective(model, table, rows, valid, objective_hp(groups), device)
-                result = _measure(model, adapt.loss, adapt.batches(_gen()), device, args)
-                _line(name, f"adapt, {layout}, {how}", result)
+                runs[f"adapt, {layout}, {how}"] = (adapt.loss, adapt.batches(_gen()))
+        for what, result in _interleaved(model, runs, device, args).items():
+            _line(name, what, result)
 
     if "pretrain" in args.only:
+        runs = {}
         for layout, rows in layouts.items():
             for how, groups in grouping.items():
                 pre = PretrainObjective(model, table, ["synthetic"], rows, {}, objective_hp(groups), device)
-                result = _measure(model, lambda b, pre=pre: pre.loss(b)["loss"], pre.batches(_gen()), device, args)
-                _line(name, f"pretrain, {layout}, {how}", result)
-                rates[f"pretrain, {layout}, {how}"] = result[0]
+                runs[f"pretrain, {layout}, {how}"] = (lambda b, pre=pre: pre.loss(b)["loss"], pre.batches(_gen()))
+        for what, result in _interleaved(model, runs, device, args).items():
+            _line(name, what, result)
+            rates[what] = result[0]
 
     cells = None
     if "evaluate" in args.only:
@@ -221,31 +231,45 @@ def _measure(
     device: torch.device,
     args: argparse.Namespace,
 ) -> tuple[float, float, float]:
-    """(training targets/s, ms/step, peak MB): medians over `args.steps` optimiser steps after `args.warmup`.
+    """(training targets/s, ms/step, peak MB): medians over `args.steps` optimiser steps after `args.warmup`."""
+    return _interleaved(model, {"": (loss_fn, batches)}, device, args)[""]
 
-    Medians, so that a step slowed by another process on a shared machine does not skew the numbers.
-    """
+
+def _interleaved(
+    model: ANT,
+    runs: dict[str, tuple[Callable[[Batch], torch.Tensor], Iterator[Batch]]],
+    device: torch.device,
+    args: argparse.Namespace,
+) -> dict[str, tuple[float, float, float]]:
+    """_measure of several variants at once, one step of each in turn: on a shared machine a change of load
+    slows all of them alike, and medians keep a step slowed by another process from skewing them. The peak
+    memory is the largest of all."""
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    seconds, rates = [], []
-    for step, batch in enumerate(batches):
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-4) for name in runs}
+    iterators = {name: iter(batches) for name, (_, batches) in runs.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for step in range(args.warmup + args.steps):
         if step == args.warmup:
             _sync(device)
             _reset_peak(device)
-        if step >= args.warmup + args.steps:
-            break
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device):
-            loss = loss_fn(batch)
-        loss.backward()
-        optimizer.step()
-        _sync(device)
-        if step >= args.warmup:
-            seconds.append(time.perf_counter() - start)
-            targets = int((batch.target != -1).sum()) if batch.target.dim() == 2 else len(batch)
-            rates.append(targets / seconds[-1])
-    return statistics.median(rates), 1000 * statistics.median(seconds), _peak(device)
+        for name, (loss_fn, _) in runs.items():
+            batch = next(iterators[name], None)
+            if batch is None:  # an epoch shorter than the steps asked for
+                continue
+            start = time.perf_counter()
+            optimizers[name].zero_grad(set_to_none=True)
+            with autocast(device):
+                loss = loss_fn(batch)
+            loss.backward()
+            optimizers[name].step()
+            _sync(device)
+            if step >= args.warmup:
+                seconds[name].append(time.perf_counter() - start)
+                targets = int((batch.target != -1).sum()) if batch.target.dim() == 2 else len(batch)
+                rates[name].append(targets / seconds[name][-1])
+    peak = _peak(device)
+    return {n: (statistics.median(rates[n]), 1000 * statistics.median(seconds[n]), peak) for n in runs}
 
 
 def _line(name: str, what: str, result: tuple[float, float, float]) -> None:
