@@ -110,6 +110,12 @@ def test_analyses_read_the_runs_they_describe(work):
     assert "--targets DemoScientific DemoOffice --auxiliary DemoFood DemoMovies DemoHome DemoClothing" in shell
     assert "--features-kind pretrained" in shell and "--features DemoFood.image=" in shell
 
+    # train.gpus reaches only ANT's pre-training, train.length_groups only ANT's stages: changing them reruns no other
+    assert '"gpus": 1' in by_rule["pretrain"][0].fields["shell"]
+    trained = [j for r in ("adapt", "train_baseline", "pretrain_baseline") for j in by_rule[r]]
+    assert trained and not [j for j in trained if '"gpus"' in j.fields["shell"]]
+    assert not [j for j in by_rule["train_baseline"] if "length_groups" in j.fields["shell"]]
+
     curves = {j.wildcards["group"]: j for j in by_rule["figure_training_curves"]}
     assert sorted(curves) == sorted(["DemoScientific", "DemoOffice", "pretraining"])
     office = curves["DemoOffice"].input

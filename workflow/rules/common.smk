@@ -194,12 +194,20 @@ def download_inputs(wildcards):
     return kept if kept or len(local) < len(raw.urls) else local
 
 
+def train_settings(stage):
+    """The `train` section a stage reads: `gpus` only for ANT's pre-training (the only data-parallel stage), so
+    changing it reruns nothing else; `length_groups` only for ANT's stages (the baselines do not read it)."""
+    skip = {"gpus"} if stage != "pretrain" else set()
+    skip |= {"length_groups", "gpus"} if stage == "baseline" else set()
+    return {k: v for k, v in config["train"].items() if k not in skip}
+
+
 def hparams(stage):
     """Model, optimisation and evaluation settings of one training stage, as one shell-quoted JSON argument."""
     settings = {
         "model": config["model"],
         "optim": {k: v for k, v in config[stage].items() if k not in ("strategies", "ablations")},
-        "train": config["train"],
+        "train": train_settings(stage),
         "eval": config["eval"],
         "max_history": config["data"]["max_history"],
     }
@@ -254,7 +262,7 @@ def baseline_hparams(task, method):
     hparams = {
         "model": {k: v for k, v in settings.items() if k not in BASELINE_OPTIM},
         "optim": optim,
-        "train": config["train"],
+        "train": train_settings("baseline"),
         "eval": config["eval"],
         "max_history": config["data"]["max_history"],
     }
