@@ -2,8 +2,8 @@
 
 Each command lives in its own module, which defines ``add_arguments(parser)`` and ``run(args) -> int``; a
 command with sub-commands (`table <name>`, `figure <name>`, `bench <name>`) is a module with a ``SUBCOMMANDS``
-registry of the same shape instead. Modules are imported only when their command runs, so `--help` is instant and the data
-stages never import torch.
+registry of the same shape instead. Modules are imported only when their command runs, so `--help` is instant
+and the data stages never import torch.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ def test_other_markup_is_escaped_not_interpreted():
     assert "&lt;script&gt;" in out and "&amp;" in out and "&lt;img src=x&gt;" in out
 
 
-cell_text = st.text(st.characters(blacklist_characters="|*`\n\r", blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=12)
+cell_text = st.text(
+    st.characters(blacklist_characters="|*`\n\r", blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=12
+)
 
 
 @given(st.lists(st.lists(cell_text, min_size=2, max_size=2), min_size=1, max_size=5))
