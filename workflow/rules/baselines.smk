@@ -26,6 +26,7 @@ rule pretrain_baseline:
         "logs/pretrain/{method}/{task}/seed{seed}.benchmark.tsv"
     wildcard_constraints:
         method=_alternatives(PRETRAINING_BASELINES),
+    priority: PRIORITY["pretraining"]
     conda:
         "../envs/ant.yaml"
     threads: config["train"]["threads"]
@@ -58,6 +59,7 @@ rule pretrain_baseline_corpus:
         "logs/pretrain/{method}/seed{seed}.benchmark.tsv"
     wildcard_constraints:
         method=_alternatives(CORPUS_BASELINES),
+    priority: PRIORITY["pretraining"]
     conda:
         "../envs/ant.yaml"
     threads: config["train"]["threads"]

@@ -12,6 +12,7 @@ rule download:
         "logs/download/{rawfile}.benchmark.tsv"
     wildcard_constraints:
         rawfile=_alternatives(RAW_BY_DEST),
+    priority: PRIORITY["inputs"]
     retries: 1
     conda:
         "../envs/ant.yaml"
@@ -36,6 +37,7 @@ rule ingest:
         "logs/data/{task}/ingest.log",
     benchmark:
         "logs/data/{task}/ingest.benchmark.tsv"
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     threads: 4
@@ -67,6 +69,7 @@ rule kcore:
         "logs/data/{task}/kcore.log",
     benchmark:
         "logs/data/{task}/kcore.benchmark.tsv"
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     threads: 4

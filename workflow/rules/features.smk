@@ -38,6 +38,7 @@ rule embed_text:
     wildcard_constraints:
         part=r"\d+",
         modality=TEXT_MODALITIES,
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     threads: ENCODER_THREADS
@@ -72,6 +73,7 @@ rule embed_image:
         f"logs/features/{{task}}/image.{{part}}-of-{PARTITIONS}.benchmark.tsv"
     wildcard_constraints:
         part=r"\d+",
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     # never fewer than the encoder process and its decoding workers, which the job really keeps busy
@@ -110,6 +112,7 @@ rule merge_features:
     wildcard_constraints:
         modality=f"{TEXT_MODALITIES}|image",
         encoder=_alternatives([TEXT_ENCODER, IMAGE_ENCODER]),
+    priority: PRIORITY["inputs"]
     localrule: True
     conda:
         "../envs/ant.yaml"
@@ -131,6 +134,7 @@ rule embed_price:
         "logs/features/{task}/price.log",
     benchmark:
         "logs/features/{task}/price.benchmark.tsv"
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     params:

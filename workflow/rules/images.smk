@@ -15,6 +15,7 @@ rule fetch_images:
         "logs/images/{task}.log",
     benchmark:
         "logs/images/{task}.benchmark.tsv"
+    priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
     threads: 8

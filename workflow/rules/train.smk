@@ -25,6 +25,7 @@ rule pretrain:
         "logs/pretrain/ant/seed{seed}.log",
     benchmark:
         "logs/pretrain/ant/seed{seed}.benchmark.tsv"
+    priority: PRIORITY["pretraining"]
     conda:
         "../envs/ant.yaml"
     threads: config["train"]["threads"] * PRETRAIN_PROCESSES
