@@ -171,7 +171,8 @@ def test_each_task_and_modality_has_one_encoder_job_per_partition_and_one_merge(
         for job in parts:
             store, part = f"results/features/{job.wildcards['task']}/{modality}/{encoder}", job.wildcards["part"]
             assert job.output == [f"{store}/partitions/{part}-of-{partitions}.json"]
-            assert job.resources["gpu"] == "1"
+            # the demo pins its encoders to the CPU: no GPU slot, one thread each (features.threads)
+            assert job.resources["gpu"] == "0" and job.threads == 1
             assert f"--out-dir {store} " in job.fields["shell"]
             assert f"--partitions {partitions} --partition {part} " in job.fields["shell"]
         for job in merges:

@@ -40,7 +40,7 @@ rule ingest:
     priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
-    threads: 4
+    threads: config["data"]["threads"]
     # peak RSS, measured with `bench data` at 3.2M and 9.6M lines: about 0.5 GB + 2.5 x the size of the raw files;
     # 4 x leaves room for real meta records (longer than the synthetic ones), and a retry asks for twice as much
     resources:
@@ -48,7 +48,7 @@ rule ingest:
         runtime=240,
     params:
         format=lambda w: RELEASES[TASKS[w.task]["release"]]["format"],
-        flags=cli_flags(config["data"], skip=("k_core", "max_history", "export_recbole")),
+        flags=cli_flags(config["data"], skip=("k_core", "max_history", "export_recbole", "threads")),
         version=VERSION["ingest"],
     shell:
         "python -m ant ingest --format {params.format} --ratings {input.ratings:q} --meta {input.meta:q} "
@@ -72,7 +72,7 @@ rule kcore:
     priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
-    threads: 4
+    threads: config["data"]["threads"]
     # peak RSS, measured alike: about 0.4 GB + 3.4 x the size of the ingest's files
     resources:
         mem_mb=lambda w, input, attempt: attempt * int(1000 + 5 * input.size_mb),

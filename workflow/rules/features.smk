@@ -14,8 +14,10 @@ name their markers 0-of-P..(P-1)-of-P, and `--set-scatter` could change the numb
 
 PARTITIONS = FEAT["partitions"]
 ENCODER_FLAGS = cli_flags({k: FEAT[k] for k in ("device", "precision", "shard_items")})
-# tokenisation or image decoding, and torch's CPU side, of one GPU job
-ENCODER_THREADS = 8
+# tokenisation or image decoding, and torch's CPU side, of one encoder job
+ENCODER_THREADS = FEAT["threads"]
+# an encoder job holds a GPU unless the config pins the encoders to the CPU (the demo): then they share the cores
+ENCODER_GPUS = 0 if FEAT["device"] == "cpu" else 1
 # an encoder job's output, in its store folder (the commands name it so)
 MARKER = f"partitions/{{part}}-of-{PARTITIONS}.json"
 # the stores embed_text writes: the plain text and UniSRec's word-dropped text (same encoder, same code version)
@@ -43,7 +45,7 @@ rule embed_text:
         "../envs/ant.yaml"
     threads: ENCODER_THREADS
     resources:
-        gpu=1,
+        gpu=ENCODER_GPUS,
         mem_mb=32000,
         runtime=720,
     params:
@@ -79,7 +81,7 @@ rule embed_image:
     # never fewer than the encoder process and its decoding workers, which the job really keeps busy
     threads: max(ENCODER_THREADS, 1 + FEAT["image"]["loader_workers"])
     resources:
-        gpu=1,
+        gpu=ENCODER_GPUS,
         mem_mb=32000,
         runtime=1440,
     params:

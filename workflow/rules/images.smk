@@ -18,13 +18,13 @@ rule fetch_images:
     priority: PRIORITY["inputs"]
     conda:
         "../envs/ant.yaml"
-    threads: 8
+    threads: config["images"]["threads"]
     resources:
         mem_mb=16000,
         runtime=2880,
     params:
         out_dir=lambda w, output: os.path.dirname(output.manifest),
-        flags=cli_flags(config["images"]),
+        flags=cli_flags(config["images"], skip=("threads",)),
         version=VERSION["images"],
     shell:
         "python -m ant fetch-images --items {input.item_table:q} --out-dir {params.out_dir:q} "
