@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ant.errors import UserError
-from ant.train.trainer import RESUME_FILE, Trainer
+from ant.train.trainer import RESUME_FILE, RESUME_FORMAT, Trainer
 from ant.versions import STAGES
 from tests.train_helpers import assert_same_run, hparams, kill_once_resumable, make_world, run_cli
 
@@ -71,7 +71,7 @@ def test_frozen_parameters_are_not_optimised(tmp_path):
     objective.model.bias.requires_grad_(False)
     before = objective.model.bias.clone()
     t = trainer(objective, tmp_path)
-    assert len(t.optimizer.param_groups[0]["params"]) == 1
+    assert len(t.optimizer.params) == 1
     t.fit()
     assert torch.equal(objective.model.bias, before)
 
@@ -126,6 +126,18 @@ def test_a_resume_file_of_other_settings_is_ignored(tmp_path):
     assert result.resumed_from == 0 and result.epochs_run == 2
     (tmp_path / RESUME_FILE).write_bytes(b"damaged")
     assert trainer(Scripted([0.1, 0.2]), tmp_path).fit().resumed_from == 0
+
+
+def test_a_resume_file_of_an_older_trainer_is_ignored(tmp_path):
+    """A run killed before an upgrade left torch.optim's state (no format key): it starts over, no crash."""
+    trainer(Scripted([0.1, 0.2]), tmp_path).fit()  # leaves resume.pt after epoch 2 (finish() not called)
+    assert trainer(Scripted([0.1, 0.2, 0.3]), tmp_path, epochs=3).fit().resumed_from == 2
+    state = torch.load(tmp_path / RESUME_FILE, weights_only=True)
+    assert state["format"] == RESUME_FORMAT
+    del state["format"]
+    torch.save(state | {"scheduler": {"last_epoch": 2}}, tmp_path / RESUME_FILE)
+    result = trainer(Scripted([0.1, 0.2, 0.3]), tmp_path, epochs=3).fit()
+    assert result.resumed_from == 0 and result.epochs_run == 3
 
 
 # ---------------------------------------------------------------- the real commands --------------------

@@ -1,16 +1,16 @@
 """One trainer for every model (ANT and the baselines): the model-specific part is an `Objective`.
 
-    Adam (trainable parameters only, no weight decay), learning rate x lr_decay after every epoch, validation after
-    every epoch, the best-validation weights kept (strictly better `select` metric; ties keep the earlier epoch;
-    select None: no validation, the last epoch kept),
+    Adam (ant.train.adam: trainable parameters only, no weight decay), learning rate x lr_decay after every epoch,
+    validation after every epoch, the best-validation weights kept (strictly better `select` metric; ties keep the
+    earlier epoch; select None: no validation, the last epoch kept),
     optional early stopping after `patience` epochs without improvement, bf16 autocast on CUDA, a progress bar.
 
 Exact resume: after every epoch the trainer writes `resume.pt` in the run's folder (atomically; it is not an
-output of the rule): model, optimiser, scheduler, best weights, history, epoch, and the RNG states (torch CPU and
-CUDA, the shuffling generator). A run killed at any point and started again with the same inputs continues from
-the last finished epoch and ends with the same weights as an uninterrupted run (on CPU, bit for bit; CUDA kernels
-such as embedding backward are not deterministic). A `resume.pt` written for different inputs or settings
-(its fingerprint differs) is ignored. `finish()` removes it once the run's outputs are written.
+output of the rule): model, optimiser (and its learning rate), best weights, history, epoch, and the RNG states
+(torch CPU and CUDA, the shuffling generator). A run killed at any point and started again with the same inputs
+continues from the last finished epoch and ends with the same weights as an uninterrupted run (on CPU, bit for
+bit; CUDA kernels such as embedding backward are not deterministic). A `resume.pt` written for different inputs
+or settings (its fingerprint differs) is ignored. `finish()` removes it once the run's outputs are written.
 
 Data-parallel (a `group`, ant.train.distributed): every process runs this loop on its share of each batch; after
 each backward the gradients are summed over the processes, so every process takes the same step; the epoch's
@@ -38,10 +38,13 @@ from ant.device import autocast
 from ant.errors import UserError
 from ant.io import atomic_path, write_text
 from ant.train import distributed
+from ant.train.adam import Adam
 from ant.train.distributed import Group
 
 log = logging.getLogger(__name__)
 RESUME_FILE = "resume.pt"
+# the layout of resume.pt; 2: the optimiser is ant.train.adam's (1 held torch.optim's Adam and its scheduler)
+RESUME_FORMAT = 2
 
 
 class Objective(Protocol):
@@ -98,8 +101,7 @@ class Trainer:
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ValueError("the model has no trainable parameter")
-        self.optimizer = torch.optim.Adam(self.trainable, lr=lr)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=lr_decay)
+        self.optimizer = Adam(self.trainable, lr=lr, gamma=lr_decay)
         self.generator = torch.Generator().manual_seed(seed)
         self.history: list[dict[str, Any]] = []
         self.best_epoch, self.best_score, self.best_metrics = 0, -math.inf, {}
@@ -144,7 +146,7 @@ class Trainer:
 
     def _train_epoch(self) -> dict[str, Any]:
         self.model.train()
-        start, lr = time.perf_counter(), self.optimizer.param_groups[0]["lr"]
+        start, lr = time.perf_counter(), self.optimizer.lr
         sums: dict[str, torch.Tensor] = {}
         steps = 0
         bar = tqdm(
@@ -154,7 +156,7 @@ class Trainer:
             disable=None if self.progress else True,
         )
         for batch in self.objective.batches(self.generator):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             with autocast(self.device):
                 out = self.objective.loss(batch)
             parts = out if isinstance(out, dict) else {"loss": out}
@@ -167,7 +169,7 @@ class Trainer:
             steps += 1
             bar.update()
         bar.close()
-        self.scheduler.step()
+        self.optimizer.decay()
         if self.group is not None and sums:  # each process's losses are shares of the global batch's
             sums = dict(zip(sums, distributed.all_reduce_sum(torch.stack(list(sums.values()))), strict=True))
         means = {key: float(value) / max(steps, 1) for key, value in sums.items()}
@@ -217,11 +219,11 @@ class Trainer:
                 return
             rng = {**rng, "ranks": ranks}
         state = {
+            "format": RESUME_FORMAT,
             "fingerprint": self.fingerprint,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "best": {
                 "epoch": self.best_epoch,
                 "score": self.best_score,
@@ -243,12 +245,16 @@ class Trainer:
         except Exception as err:  # a damaged file is never trusted: start over
             log.warning("ignoring unreadable %s (%s); starting from scratch", self.resume_path, err)
             return 0
+        if state.get("format") != RESUME_FORMAT:
+            log.warning(
+                "ignoring %s: written by another version of the trainer; starting from scratch", self.resume_path
+            )
+            return 0
         if state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: written for other inputs or settings; starting from scratch", self.resume_path)
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         best = state["best"]
         self.best_epoch, self.best_score, self.best_metrics, self.best_state = (
             best["epoch"],
