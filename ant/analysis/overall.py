@@ -51,7 +51,7 @@ from ant.analysis.significance import per_user_metric, read_ranks
 from ant.errors import UserError
 from ant.io import write_text
 from ant.methods import METHODS, OVERALL_COLUMNS
-from ant.train.evaluate import HISTORY_RULES
+from ant.train.history_rules import HISTORY_RULES
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from ant.errors import UserError
-from ant.train.evaluate import EXCLUDED, HISTORY_RULES
+from ant.io import read_parquet
+from ant.train.history_rules import EXCLUDED, HISTORY_RULES
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def read_ranks(path: str | Path, rule: str = EXCLUDED) -> tuple[np.ndarray, np.n
     column = f"rank_{rule}"
     if column not in pq.read_schema(path).names:
         raise UserError(f"{path}: no column {column} (not a ranks.parquet of this version; rerun the run)")
-    table = pq.read_table(path, columns=["user_idx", column])
+    table = read_parquet(path, columns=["user_idx", column])
     return table.column("user_idx").to_numpy(), table.column(column).to_numpy()
 
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ant.errors import UserError
+from ant.io import read_parquet
 
 
 def read_items(items_path: str | Path, columns: Sequence[str] = ()) -> pa.Table:
@@ -32,7 +33,7 @@ def read_items(items_path: str | Path, columns: Sequence[str] = ()) -> pa.Table:
     missing = [c for c in wanted if c not in schema.names]
     if missing:
         raise UserError(f"{path} lacks column(s) {missing}; it was written by another version of the data stage")
-    table = pq.read_table(path, columns=wanted)
+    table = read_parquet(path, columns=wanted)
     idx = table.column("item_idx").to_numpy()
     if not np.array_equal(idx, np.arange(len(idx))):
         raise UserError(f"{items_path}: item_idx is not 0..N-1 in order")

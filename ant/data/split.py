@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+
+from ant.io import read_parquet
 
 PAD = -1
 SPLITS = ("train", "valid", "test")
@@ -62,7 +63,7 @@ class Sequences:
 
 def read_sequences(path: str | Path) -> Sequences:
     """Read `sequences.parquet` (user_idx, item_idx list<i32>, ...) without leaving Arrow's flat layout."""
-    table = pq.read_table(path, columns=["user_idx", "item_idx"]).combine_chunks()
+    table = read_parquet(path, columns=["user_idx", "item_idx"]).combine_chunks()
     lists = table.column("item_idx").chunk(0) if table.num_rows else None
     if lists is None:
         return Sequences(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int32))
@@ -82,7 +83,7 @@ def read_timestamps(path: str | Path, seqs: Sequences) -> tuple[np.ndarray, np.n
     which this checks, so a row's user_idx is its CSR row)."""
     if not np.array_equal(seqs.user_idx, np.arange(len(seqs.user_idx))):
         raise ValueError(f"{path}: user_idx is not 0..U-1 in row order; cannot look up times by user_idx")
-    table = pq.read_table(path, columns=["timestamp"]).combine_chunks()
+    table = read_parquet(path, columns=["timestamp"]).combine_chunks()
     if not table.num_rows:
         return seqs.offsets, np.zeros(0, np.int64)
     lists = table.column("timestamp").chunk(0)

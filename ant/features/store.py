@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ant.data.items import items_digest, read_item_ids
 from ant.errors import UserError
-from ant.io import read_json, sha256_file, write_json, write_parquet
+from ant.io import read_json, read_parquet, sha256_file, write_json, write_parquet
 from ant.resumable import FINGERPRINT_KEY, load_manifest, shard_metadata
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ class FeatureStore:
         entries = []
         for shard in shards:
             path = self.out_dir / shard.file
-            present += int(pq.read_table(path, columns=["present"]).column("present").to_numpy().sum())
+            present += int(read_parquet(path, columns=["present"]).column("present").to_numpy().sum())
             entries.append({"file": shard.file, "start": shard.start, "stop": shard.stop, "sha256": sha256_file(path)})
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -304,7 +303,7 @@ def load_features(manifest_path: str | Path, items_path: str | Path | None = Non
         path = manifest_path.parent / entry["file"]
         if verify and sha256_file(path) != entry["sha256"]:
             raise UserError(f"{path}: checksum differs from {manifest_path}; rerun the feature rule")
-        table = pq.read_table(path)
+        table = read_parquet(path)
         idx = table.column("item_idx").to_numpy()
         if len(idx) and (idx.min() < 0 or idx.max() >= n or seen[idx].any()):
             raise UserError(f"{path}: item_idx outside 0..{n - 1} or repeated")

@@ -30,7 +30,7 @@ from ant.data.items import items_digest
 from ant.errors import UserError
 from ant.images.fetch import Slots, is_transient
 from ant.images.settings import FetchSettings
-from ant.io import sha256_file, write_json, write_parquet
+from ant.io import read_parquet, sha256_file, write_json, write_parquet
 from ant.resumable import FINGERPRINT_KEY, load_manifest, shard_metadata
 from ant.versions import STAGES
 
@@ -124,7 +124,7 @@ def write_manifest(
     stats_path: str | Path | None,
 ) -> dict[str, Any]:
     names = ["item_idx", "slot", "fallback", "status"]
-    columns = [pq.read_table(out_dir / s.file, columns=names) for s in shards]
+    columns = [read_parquet(out_dir / s.file, columns=names) for s in shards]
     rows = pa.concat_tables(columns) if columns else ROW_SCHEMA.empty_table().select(names)
     stats = count(rows, len(item_ids), slots)
     manifest = {

@@ -37,19 +37,14 @@ import numpy as np
 import torch
 
 from ant.data.split import Rows
+from ant.train.history_rules import EXCLUDED, HISTORY_RULES, KEPT, history_rule
 
 Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 TieRule = Literal["pessimistic", "expected"]
-KEPT, EXCLUDED = "history_kept", "history_excluded"
-HISTORY_RULES = (KEPT, EXCLUDED)
 TIE_RULES = ("pessimistic", "expected")
 # floats in one [B, N] score block: small on the CPU (16 MiB blocks stay in the allocator's reused memory and
 # near the caches; a fresh large block pays page faults on every allocation), large on a GPU (fewer launches)
 SCORE_BUDGET = {"cpu": 1 << 22, "cuda": 1 << 27}
-
-
-def history_rule(exclude_history: bool) -> str:
-    return EXCLUDED if exclude_history else KEPT
 
 
 @dataclass(frozen=True)

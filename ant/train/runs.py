@@ -19,7 +19,8 @@ import torch
 from ant.io import sha256_file, write_parquet
 from ant.train.data import Task
 from ant.train.distributed import Group
-from ant.train.evaluate import HISTORY_RULES, EvalRows, Evaluation, reference_metrics
+from ant.train.evaluate import EvalRows, Evaluation, reference_metrics
+from ant.train.history_rules import HISTORY_RULES
 from ant.train.hparams import Hparams
 from ant.train.trainer import Objective, Trainer, TrainResult
 from ant.versions import STAGES
