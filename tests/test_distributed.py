@@ -114,7 +114,7 @@ def test_the_pretrain_job_asks_for_train_gpus_gpus_on_one_node(tmp_path):
     config = load_config("config.yaml")
     config["train"] |= {"device": "auto", "gpus": 3, "threads": 2}
     write_config(work, "gpus.yaml", config)
-    target = "results/pretrain/ant/seed0/model.safetensors"
+    target = "results/pretrain/ant/DemoFood+DemoMovies+DemoHome+DemoClothing/seed0/model.safetensors"  # its corpus
     run = snakemake(
         work, target, "-n", "-p", "--cores", "16", "--resources", "gpu=4", "--configfile", "config/gpus.yaml"
     )

@@ -7,6 +7,7 @@ reruns its dependents, and ANT's results are far above a most-popular ranking.
 
 import json
 import struct
+from pathlib import PurePosixPath
 
 import numpy as np
 import polars as pl
@@ -17,12 +18,16 @@ from ant.features.store import load_features
 from ant.methods import METHODS, OVERALL_COLUMNS
 from ant.train.evaluate import HISTORY_RULES
 from tests.report_browser import chromium_or_skip, open_report
-from tests.workflow_helpers import jobs_of, load_config, make_workdir, snakemake
+from tests.workflow_helpers import jobs_of, load_config, make_workdir, planned_jobs, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 CONFIG = load_config("config.yaml")
 TASKS = CONFIG["auxiliary"] + CONFIG["targets"]
+# the demo's tables and figures (keyed by its experiment) and its pre-trainings (keyed by their corpus)
+TABLES = f"results/tables/{CONFIG['experiment']}"
+FIGURES = f"results/figures/{CONFIG['experiment']}"
+CORPUS = "+".join(CONFIG["auxiliary"])
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +41,7 @@ def demo(tmp_path_factory):
 
 
 def test_table_one_matches_the_stats(demo):
-    table = pl.read_csv(demo / "results/tables/datasets.csv")
+    table = pl.read_csv(demo / f"{TABLES}/datasets.csv")
     assert table["task"].to_list() == TASKS
     for row in table.iter_rows(named=True):
         stats = json.loads((demo / f"results/data/{row['task']}/stats.json").read_text())
@@ -46,7 +51,7 @@ def test_table_one_matches_the_stats(demo):
             stats["interactions"],
         )
         assert row["users"] >= 100 and row["items"] >= 50
-    assert "| task" in (demo / "results/tables/datasets.md").read_text()
+    assert "| task" in (demo / f"{TABLES}/datasets.md").read_text()
 
 
 def test_every_task_has_data_and_features_that_agree(demo):
@@ -68,7 +73,7 @@ def test_negative_transfer_table_has_every_target_and_strategy(demo):
     """Every (target, method, strategy) of UniSRec and ANT is one row of Table III, labelled as the registry says,
     and its numbers are its run's test metrics under the configured history rule; every run recorded both rules
     and its ties."""
-    table = pl.read_csv(demo / "results/tables/negative_transfer.csv")
+    table = pl.read_csv(demo / f"{TABLES}/negative_transfer.csv")
     variants = {"unisrec": list(METHODS["unisrec"].variant_names)}
     variants["ant"] = CONFIG.get("adapt", {}).get("strategies", list(METHODS["ant"].variant_names))
     expected = [
@@ -78,7 +83,7 @@ def test_negative_transfer_table_has_every_target_and_strategy(demo):
         for v in variants[m]
     ]
     assert list(table.select("task", "method", "strategy", "label").iter_rows()) == expected
-    md = (demo / "results/tables/negative_transfer.md").read_text()
+    md = (demo / f"{TABLES}/negative_transfer.md").read_text()
     assert md.splitlines()[0].startswith("| Task | Metric | UniSRec-G | UniSRec-F | UniSRec-R | UniSRec+ID | ANT-G |")
     for row in table.iter_rows(named=True):
         method = row["method"].lower()
@@ -135,7 +140,7 @@ def test_table_two_has_every_method_and_reads_each_form_from_its_rule(demo):
     history kept and ANT's with it excluded; imprv is the best ANT variant over the best baseline."""
     forms = {"overall": "history_excluded", "overall_history_kept": "history_kept", "overall_as_published": None}
     for name, rule in forms.items():
-        table = pl.read_csv(demo / f"results/tables/{name}.csv", infer_schema_length=None)
+        table = pl.read_csv(demo / f"{TABLES}/{name}.csv", infer_schema_length=None)
         assert sorted(set(table["task"])) == sorted(CONFIG["targets"]) and table.height == 4 * len(CONFIG["targets"])
         for row in table.iter_rows(named=True):
             for method, variant, title in OVERALL_COLUMNS:
@@ -147,11 +152,11 @@ def test_table_two_has_every_method_and_reads_each_form_from_its_rule(demo):
             best_ant = max(row["ANT"], row["ANT+ID"])
             assert row["imprv_pct"] == pytest.approx(100 * (best_ant - best_baseline) / best_baseline, abs=1e-3)
             assert row["significant"] in (True, False) and (not row["significant"] or row["imprv_pct"] > 0)
-        assert (demo / f"results/tables/{name}.md").read_text().count("| Demo") == table.height
+        assert (demo / f"{TABLES}/{name}.md").read_text().count("| Demo") == table.height
 
 
 def test_table_four_is_ant_r_and_its_ablations(demo):
-    table = pl.read_csv(demo / "results/tables/ablation.csv")
+    table = pl.read_csv(demo / f"{TABLES}/ablation.csv")
     ablations = CONFIG.get("adapt", {}).get("ablations", ["no_text", "no_image", "no_price", "no_moe", "no_fusion"])
     for task in CONFIG["targets"]:
         rows = {r["variant"]: r for r in table.filter(pl.col("task") == task).iter_rows(named=True)}
@@ -168,19 +173,19 @@ def test_table_four_is_ant_r_and_its_ablations(demo):
 
 
 def test_figure_two_has_every_pair_and_readable_heat_maps(demo):
-    table = pl.read_csv(demo / "results/tables/transferability.csv")
+    table = pl.read_csv(demo / f"{TABLES}/transferability.csv")
     pairs = len(CONFIG["targets"]) * len(CONFIG["auxiliary"])
     for modality in ("text", "image", "price"):
         rows = table.filter(pl.col("modality") == modality)
         assert rows.height == pairs and rows["test_accuracy"].is_between(0, 1).all()
-        assert png_size(demo / f"results/figures/transferability_{modality}.png") == (840, 600)
+        assert png_size(demo / f"{FIGURES}/transferability_{modality}.png") == (840, 600)
     # the demo's item texts name their category: text separates the tasks far better than chance
     assert table.filter(pl.col("modality") == "text")["test_accuracy"].mean() > 0.8
 
 
 def test_training_curves_show_every_run(demo):
     for group in [*CONFIG["targets"], "pretraining"]:
-        width, height = png_size(demo / f"results/figures/training_curves/{group}.png")
+        width, height = png_size(demo / f"{FIGURES}/training_curves/{group}.png")
         assert width == 1600 and height > 400
 
 
@@ -200,21 +205,42 @@ def test_the_report_shows_every_table_and_figure_in_a_browser(demo, tmp_path):
             "Training curves",
         }
         for name in tables:
-            view = report.show(f"results/tables/{name}.html")
+            view = report.show(f"{TABLES}/{name}.html")
             assert view.kind == "html", name
             first_task = CONFIG["targets"][0] if name != "datasets" else CONFIG["auxiliary"][0]
             assert first_task in view.text, name
-        view = report.show("results/tables/overall_as_published.html")
+        view = report.show(f"{TABLES}/overall_as_published.html")
         assert "imprv" in view.text and "ANT+ID" in view.text and "CARCA" in view.text
         for modality in ("text", "image", "price"):
-            view = report.show(f"results/figures/transferability_{modality}.png")
+            view = report.show(f"{FIGURES}/transferability_{modality}.png")
             assert view.kind == "img" and view.image_size == (840, 600), modality
         for group in [*CONFIG["targets"], "pretraining"]:
-            view = report.show(f"results/figures/training_curves/{group}.png")
+            view = report.show(f"{FIGURES}/training_curves/{group}.png")
             assert view.kind == "img" and view.image_size[0] == 1600
         # the captions print the settings in force
-        assert "seeds 0" in report.info("results/tables/overall.csv")
+        assert "seeds 0" in report.info(f"{TABLES}/overall.csv")
         assert report.errors == []
+
+
+def test_the_paper_config_in_the_same_project_plans_no_file_the_demo_wrote(demo):
+    """After the demo, the paper's plan in the same checkout: no job of it writes (or writes into a folder of) a file
+    the demo made, and planning it changes none of them; the next test then finds the demo still complete."""
+
+    def written():
+        files = [p for top in ("results", "logs", "resources") for p in (demo / top).rglob("*") if p.is_file()]
+        return {p.relative_to(demo).as_posix(): p.stat().st_mtime_ns for p in files}
+
+    before = written()
+    run = snakemake(demo, "-n", "all", "--configfile", "config/paper.yaml")
+    assert run.returncode == 0, run.stderr
+    jobs = planned_jobs(run.stdout)
+    assert {"pretrain", "pretrain_baseline_corpus", "table_overall", "figure_training_curves"} <= {j.rule for j in jobs}
+    planned = {f for job in jobs for f in job.files}
+    folders = {parent for path in before for parent in map(str, PurePosixPath(path).parents)}
+    assert not planned & set(before) and not planned & folders
+    for path in (f"results/pretrain/ant/{CORPUS}/seed0/model.safetensors", f"{TABLES}/overall.csv"):
+        assert path in before  # among what was compared: the demo's pre-training and its tables
+    assert written() == before
 
 
 def test_second_run_has_nothing_to_do(demo):

@@ -1,5 +1,6 @@
 """Dry runs of every shipped config, lint, config validation errors and custom tasks (no job is executed)."""
 
+import hashlib
 import os
 import re
 import sys
@@ -10,6 +11,11 @@ import yaml
 from tests.workflow_helpers import jobs_of, load_config, make_workdir, planned_jobs, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
+
+
+# the demo's pre-training corpus: its auxiliary tasks, "+"-joined in config order
+DEMO_CORPUS = "DemoFood+DemoMovies+DemoHome+DemoClothing"
+PAPER_CORPUS = "Food+Movies+Home+Clothing"
 
 
 @pytest.fixture
@@ -25,6 +31,7 @@ def test_demo_dry_run_plans_the_whole_demo(work):
     demo = load_config("config.yaml")
     n_tasks = len(demo["auxiliary"]) + len(demo["targets"])
     assert jobs["demo_data"] == 1 and jobs["tiny_models"] == 1
+    assert "show_config" not in jobs  # a command of its own, not a part of `all`
     assert jobs["download"] == 2 * n_tasks  # ratings + meta per task, copied from the local demo mirror
     for rule in ("ingest", "kcore", "fetch_images", "embed_price"):
         assert jobs[rule] == n_tasks, rule
@@ -56,7 +63,7 @@ def test_unisrec_pre_trains_on_its_corpus_and_only_its_loading_variants_wait_for
     assert run.returncode == 0, run.stderr
     jobs = planned_jobs(run.stdout)
     (pretraining,) = [j for j in jobs if j.rule == "pretrain_baseline_corpus"]
-    assert pretraining.output[0] == "results/pretrain/unisrec/seed0/model.safetensors"
+    assert pretraining.output[0] == "results/pretrain/unisrec/DemoFood+DemoHome/seed0/model.safetensors"
     shell = pretraining.fields["shell"]
     assert "--sequences DemoFood=" in shell and "--sequences DemoHome=" in shell and "DemoMovies" not in shell
     assert "text_worddrop" not in shell and not [j for j in jobs if j.wildcards.get("modality") == "text_worddrop"]
@@ -64,7 +71,10 @@ def test_unisrec_pre_trains_on_its_corpus_and_only_its_loading_variants_wait_for
         j.wildcards["variant"]: j for j in jobs if j.rule == "train_baseline" and j.wildcards["method"] == "unisrec"
     }
     assert sorted(runs) == ["finetune", "scratch"]
-    assert "--pretrained results/pretrain/unisrec/seed0/model.safetensors" in runs["finetune"].fields["shell"]
+    assert (
+        "--pretrained results/pretrain/unisrec/DemoFood+DemoHome/seed0/model.safetensors"
+        in runs["finetune"].fields["shell"]
+    )
     assert "--variant finetune " in runs["finetune"].fields["shell"]
     assert "--pretrained" not in runs["scratch"].fields["shell"]
 
@@ -85,7 +95,7 @@ def test_analyses_read_the_runs_they_describe(work):
     ]
     shell = ablated.fields["shell"]
     assert "--strategy relearn --ablation no_moe " in shell
-    assert "--pretrained results/pretrain/ant/seed1/model.safetensors" in shell
+    assert f"--pretrained results/pretrain/ant/{DEMO_CORPUS}/seed1/model.safetensors" in shell
     plain = [j for j in by_rule["adapt"] if j.wildcards["variant"] == "relearn"]
     assert plain and all("--ablation" not in j.fields["shell"] for j in plain)
 
@@ -104,7 +114,7 @@ def test_analyses_read_the_runs_they_describe(work):
     )
 
     (figure,) = by_rule["figure_transferability"]
-    assert "results/pretrain/ant/seed0/model.safetensors" in figure.input
+    assert f"results/pretrain/ant/{DEMO_CORPUS}/seed0/model.safetensors" in figure.input
     assert "seed1" not in " ".join(figure.input)
     shell = figure.fields["shell"]
     assert "--targets DemoScientific DemoOffice --auxiliary DemoFood DemoMovies DemoHome DemoClothing" in shell
@@ -121,7 +131,16 @@ def test_analyses_read_the_runs_they_describe(work):
     office = curves["DemoOffice"].input
     assert all(p.startswith("results/runs/DemoOffice/") and p.endswith("/history.csv") for p in office)
     assert len(office) == (4 + 5 + 7 + 4) * 2  # ANT's strategies and ablations, the baselines' runs, 2 seeds
-    assert "results/pretrain/unisrec/seed1/history.csv" in curves["pretraining"].input
+    assert f"results/pretrain/unisrec/{DEMO_CORPUS}/seed1/history.csv" in curves["pretraining"].input
+    # a pre-training's panel is titled without its corpus (a long name would run into the next panel): the figure's
+    # title names it
+    shell = curves["pretraining"].fields["shell"]
+    assert f"'--history=unisrec pre-training seed1=results/pretrain/unisrec/{DEMO_CORPUS}/seed1/history.csv'" in shell
+    assert (
+        "'--history=s3rec DemoOffice pre-training seed0=results/pretrain/s3rec/DemoOffice/seed0/history.csv'" in shell
+    )
+    assert f"--title 'Pre-trainings (ant, unisrec on {DEMO_CORPUS})' " in shell
+    assert shell.count("--history=") == len(curves["pretraining"].input)
 
 
 def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
@@ -139,6 +158,117 @@ def test_paper_dry_run_needs_no_network_and_replaces_the_demo(work):
     assert [u.split("/")[2] for u in urls] == ["mcauleylab.ucsd.edu", "datarepo.eng.ucsd.edu", "jmcauley.ucsd.edu"]
     assert all(u.endswith("/categoryFilesSmall/Clothing_Shoes_and_Jewelry.csv") for u in urls)
     assert "bert-base-uncased" in out and "swin-base-patch4-window7-224" in out
+
+
+# the rules that summarise one configuration: their outputs, logs and benchmarks are keyed by its `experiment`
+SUMMARY_RULES = {
+    "table_datasets",
+    "table_overall",
+    "table_negative_transfer",
+    "table_ablation",
+    "figure_transferability",
+    "figure_training_curves",
+}
+
+
+def plan(work, *args):
+    """The jobs of `snakemake -n -p all ARGS` in `work`."""
+    run = snakemake(work, "-n", "-p", "all", *args)
+    assert run.returncode == 0, run.stderr
+    return planned_jobs(run.stdout)
+
+
+def test_the_demo_and_the_paper_write_no_file_in_common(work):
+    """Two configs in one checkout: tables and figures under their experiment's name, pre-trainings under their
+    corpus, everything else under its task (the demo's tasks are not the paper's)."""
+    plans = {
+        "demo": (plan(work), DEMO_CORPUS),
+        "paper": (plan(work, "--configfile", "config/paper.yaml"), PAPER_CORPUS),
+    }
+    files = {name: {f for j in jobs for f in j.files} for name, (jobs, _) in plans.items()}
+    assert files["demo"] and files["paper"] and not files["demo"] & files["paper"]
+    for experiment, (jobs, corpus) in plans.items():
+        pretrainings = {j.rule: j.output[0] for j in jobs if j.rule in ("pretrain", "pretrain_baseline_corpus")}
+        assert pretrainings == {
+            "pretrain": f"results/pretrain/ant/{corpus}/seed0/model.safetensors",
+            "pretrain_baseline_corpus": f"results/pretrain/unisrec/{corpus}/seed0/model.safetensors",
+        }
+        assert {j.rule for j in jobs if j.rule in SUMMARY_RULES} == SUMMARY_RULES
+        for job in jobs:
+            summary = [f for f in job.files if re.match(r"(results|logs)/(tables|figures)/", f)]
+            if job.rule not in SUMMARY_RULES:
+                assert not summary, job.rule
+                continue
+            assert summary == job.files and job.log, job.rule  # its outputs and its log
+            assert all(f.split("/")[2] == experiment for f in job.files), job.files
+        (figure,) = [j for j in jobs if j.rule == "figure_transferability"]
+        assert f"results/pretrain/ant/{corpus}/seed0/model.safetensors" in figure.input
+        assert f"results/tables/{experiment}/overall.csv" in files[experiment]
+        assert f"results/figures/{experiment}/training_curves/pretraining.png" in files[experiment]
+
+
+def test_an_experiment_name_moves_only_the_tables_and_figures(work):
+    default, renamed = plan(work), plan(work, "--config", "experiment=second")
+    moved = {f.replace("/demo/", "/second/", 1) if j.rule in SUMMARY_RULES else f for j in default for f in j.files}
+    assert {f for j in renamed for f in j.files} == moved
+    assert "results/tables/second/negative_transfer.md" in moved and "logs/tables/second/overall.log" in moved
+
+
+@pytest.mark.parametrize("how", ["file", "--config"])
+def test_a_bad_experiment_name_is_one_config_error_line(work, how):
+    if how == "file":
+        write_config(work, "bad.yaml", load_config("config.yaml") | {"experiment": "my tables"})
+        run = snakemake(work, "-n", "all", "--configfile", "config/bad.yaml")
+        value = "my tables"
+    else:
+        run = snakemake(work, "-n", "all", "--config", "experiment=../elsewhere")
+        value = "../elsewhere"
+    assert run.returncode != 0
+    problems = [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("  - ")]
+    assert problems == [f"  - experiment: {value!r} does not match '^[A-Za-z0-9][A-Za-z0-9_.-]*$'"]
+
+
+def test_a_long_corpus_is_named_by_its_first_tasks_and_a_hash(work):
+    """Past 100 characters the corpus folder is the leading task names that fit in 60, how many more, and the first
+    10 hex digits of the sha256 of the "+"-joined names (docs/DESIGN.md); ANT's and UniSRec's share it."""
+    config = load_config("config.yaml")
+    names = [f"DemoFoodCopy{i}WithAVeryLongTaskName" for i in range(1, 6)]
+    config["tasks"] |= {name: {"release": "demo", "category": "Food"} for name in names}
+    config["auxiliary"] = names
+    write_config(work, "long.yaml", config)
+    targets = [f"results/runs/DemoOffice/{m}/finetune/seed0/metrics.json" for m in ("ant", "unisrec")]
+    run = snakemake(work, "-n", "-p", *targets, "--configfile", "config/long.yaml")
+    assert run.returncode == 0, run.stderr
+    jobs = {j.rule: j for j in planned_jobs(run.stdout)}
+    corpus = f"{names[0]}-and-4-more-{hashlib.sha256('+'.join(names).encode()).hexdigest()[:10]}"
+    assert len("+".join(names[:2])) > 60 and len(corpus) <= 100
+    assert jobs["pretrain"].output[0] == f"results/pretrain/ant/{corpus}/seed0/model.safetensors"
+    assert jobs["pretrain_baseline_corpus"].output[0] == f"results/pretrain/unisrec/{corpus}/seed0/model.safetensors"
+    assert all(
+        f"--sequences {name}=results/data/{name}/sequences.parquet " in jobs["pretrain"].fields["shell"]
+        for name in names
+    )
+
+
+def test_show_config_prints_the_effective_config_and_runs_nothing_else(work):
+    """`snakemake --cores 1 show_config`: the config as the rules read it, the schema's defaults filled in and
+    --config merged, as YAML on stdout; no other job (it is not part of `all`)."""
+    schema = yaml.safe_load((work / "workflow/schemas/config.schema.yaml").read_text())
+    paper = load_config("paper.yaml")
+    args = ["--cores", "1", "show_config", "--configfile", "config/paper.yaml", "--config", "experiment=paper-check"]
+    run = snakemake(work, *args)
+    assert run.returncode == 0, run.stderr
+    shown = yaml.safe_load(run.stdout)
+    assert (
+        "data" not in paper
+        and shown["data"]["k_core"] == schema["properties"]["data"]["properties"]["k_core"]["default"]
+    )
+    assert shown["experiment"] == "paper-check"  # the override, not the file's `paper`
+    assert {k: shown[k] for k in ("tasks", "auxiliary", "targets")} == {
+        k: paper[k] for k in ("tasks", "auxiliary", "targets")
+    }
+    assert shown["baselines"]["npe"]["tasks"] == paper["baselines"]["npe"]["tasks"]
+    assert jobs_of(run.stderr) == {"show_config": 1} and not (work / "results").exists()
 
 
 def test_partitioned_encoders_plan_one_job_per_partition_and_a_merge(work):
@@ -341,6 +471,7 @@ def test_a_local_mirror_missing_a_file_falls_back_to_the_hosts_behind_it(work, t
             "baselines.npe.tasks.Nowhere: no such task",
         ),
         (lambda c: c["baselines"].update(run=["sasrec", "pinsage"]), "baselines.run.1"),
+        (lambda c: c.update(auxiliary=[]), "config: a pre-training needs at least one task: auxiliary"),
     ],
     ids=[
         "unknown-target",
@@ -353,6 +484,7 @@ def test_a_local_mirror_missing_a_file_falls_back_to_the_hosts_behind_it(work, t
         "baseline-override-key",
         "baseline-override-task",
         "unknown-baseline",
+        "no-corpus",
     ],
 )
 def test_config_errors_are_clear(work, change, message):

@@ -97,6 +97,19 @@ class PlannedJob:
     def output(self) -> list[str]:
         return _items(self.fields.get("output", ""))
 
+    @property
+    def log(self) -> list[str]:
+        return _items(self.fields.get("log", ""))
+
+    @property
+    def benchmark(self) -> list[str]:
+        return _items(self.fields.get("benchmark", ""))
+
+    @property
+    def files(self) -> list[str]:
+        """Every file the job writes: its outputs, logs and benchmark."""
+        return [*self.output, *self.log, *self.benchmark]
+
 
 def _items(text: str) -> list[str]:
     return text.split(", ") if text else []

@@ -1,5 +1,8 @@
 """The paper's tables and figures as final targets, each output a result of the HTML report (`snakemake --report`).
 
+Every output is the configuration's: results/tables/<experiment>/, results/figures/<experiment>/ (common.smk
+summary_file), logs beside in logs/tables/<experiment>/ and logs/figures/<experiment>/.
+
 Table II is written three ways from the same runs: under the configured history rule (the headline), under the
 other rule, and "as published" (each method under its source's rule; spec baselines.md 2.5)."""
 
@@ -25,9 +28,9 @@ rule table_overall:
             for ext in ("csv", "md", "html")
         },
     log:
-        "logs/tables/overall.log",
+        summary_log("tables", "overall.log"),
     benchmark:
-        "logs/tables/overall.benchmark.tsv"
+        summary_log("tables", "overall.benchmark.tsv")
     conda:
         "../envs/ant.yaml"
     params:
@@ -50,9 +53,9 @@ rule table_negative_transfer:
     output:
         **{e: table_file("negative_transfer", e, "Negative transfer", "Table III") for e in ("csv", "md", "html")},
     log:
-        "logs/tables/negative_transfer.log",
+        summary_log("tables", "negative_transfer.log"),
     benchmark:
-        "logs/tables/negative_transfer.benchmark.tsv"
+        summary_log("tables", "negative_transfer.benchmark.tsv")
     conda:
         "../envs/ant.yaml"
     params:
@@ -68,9 +71,9 @@ rule table_ablation:
     output:
         **{e: table_file("ablation", e, "Ablation", "Table IV") for e in ("csv", "md", "html")},
     log:
-        "logs/tables/ablation.log",
+        summary_log("tables", "ablation.log"),
     benchmark:
-        "logs/tables/ablation.benchmark.tsv"
+        summary_log("tables", "ablation.benchmark.tsv")
     conda:
         "../envs/ant.yaml"
     params:
@@ -90,7 +93,7 @@ rule figure_transferability:
         },
         **{
             m: report(
-                f"results/figures/transferability_{m}.png",
+                summary_file("figures", f"transferability_{m}.png"),
                 caption="../report/transferability.rst",
                 category="Transferability",
                 labels={"table": "Figure 2", "modality": m, "file": "png"},
@@ -98,9 +101,9 @@ rule figure_transferability:
             for m in MODALITIES
         },
     log:
-        "logs/figures/transferability.log",
+        summary_log("figures", "transferability.log"),
     benchmark:
-        "logs/figures/transferability.benchmark.tsv"
+        summary_log("figures", "transferability.benchmark.tsv")
     conda:
         "../envs/ant.yaml"
     threads: config["train"]["threads"]
@@ -131,19 +134,20 @@ rule figure_training_curves:
         curve_inputs,
     output:
         report(
-            "results/figures/training_curves/{group}.png",
+            summary_file("figures", "training_curves/{group}.png"),
             caption="../report/training_curves.rst",
             category="Training curves",
             labels={"runs": "{group}"},
         ),
     log:
-        "logs/figures/training_curves/{group}.log",
+        summary_log("figures", "training_curves/{group}.log"),
     wildcard_constraints:
         group=_alternatives(CURVE_GROUPS),
     conda:
         "../envs/ant.yaml"
     params:
-        title=lambda w: "Pre-trainings" if w.group == "pretraining" else f"Runs on {w.group}",
+        panels=lambda w, input: curve_flags(w.group, input),
+        title=lambda w: curve_title(w.group),
         version=VERSION["figures"],
     shell:
-        "python -m ant figure training-curves {input:q} --title {params.title:q} --out {output:q} > {log:q} 2>&1"
+        "python -m ant figure training-curves {params.panels} --title {params.title:q} --out {output:q} > {log:q} 2>&1"

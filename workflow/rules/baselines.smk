@@ -3,7 +3,7 @@
 The methods are the registry's (ant/methods.py); `baselines.run` chooses which run and `baselines.<method>` holds
 their settings (config/README.md). A method that pre-trains on the target task itself (S3-Rec) does so in a
 pretrain_baseline job, one that pre-trains on other tasks (UniSRec, on `pretrain_tasks`: the auxiliary tasks by
-default) in one pretrain_baseline_corpus job per seed; the train_baseline jobs of the variants that start from a
+default) in one pretrain_baseline_corpus job per seed, in a folder named by its corpus; the train_baseline jobs of the variants that start from a
 checkpoint fine-tune it. All resume after a kill (resume.pt).
 """
 
@@ -11,6 +11,9 @@ checkpoint fine-tune it. All resume after a kill (resume.pt).
 BASELINE_VARIANTS = {baseline_variant(t, m, v) for t in TARGETS for m in BASELINE_RUNS for v in baseline_variants(m)}
 PRETRAINING_BASELINES = [m for m in BASELINE_RUNS if METHODS[m].pretrain == "target"]
 CORPUS_BASELINES = [m for m in BASELINE_RUNS if METHODS[m].pretrain == "auxiliary"]
+# their corpora, each a folder named by corpus_name (one method, UniSRec, pre-trains on a corpus today; a second
+# one with another corpus would need its own rule, or the pattern would take either corpus for either method)
+BASELINE_CORPORA = {corpus_name(tasks) for m in CORPUS_BASELINES if (tasks := baseline_corpus(m))}
 
 
 rule pretrain_baseline:
@@ -50,15 +53,16 @@ rule pretrain_baseline_corpus:
     input:
         unpack(corpus_inputs),
     output:
-        model="results/pretrain/{method}/seed{seed}/model.safetensors",
-        metrics="results/pretrain/{method}/seed{seed}/metrics.json",
-        history="results/pretrain/{method}/seed{seed}/history.csv",
+        model="results/pretrain/{method}/{corpus}/seed{seed}/model.safetensors",
+        metrics="results/pretrain/{method}/{corpus}/seed{seed}/metrics.json",
+        history="results/pretrain/{method}/{corpus}/seed{seed}/history.csv",
     log:
-        "logs/pretrain/{method}/seed{seed}.log",
+        "logs/pretrain/{method}/{corpus}/seed{seed}.log",
     benchmark:
-        "logs/pretrain/{method}/seed{seed}.benchmark.tsv"
+        "logs/pretrain/{method}/{corpus}/seed{seed}.benchmark.tsv"
     wildcard_constraints:
         method=_alternatives(CORPUS_BASELINES),
+        corpus=_alternatives(BASELINE_CORPORA),
     priority: PRIORITY["pretraining"]
     conda:
         "../envs/ant.yaml"

@@ -1,11 +1,13 @@
 """Config validation, wildcard constraints and the input functions shared by every rule file."""
 
+import hashlib
 import json
 import os
 import re
 import shlex
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 from ant.config_check import check_config
@@ -67,6 +69,8 @@ for _method in METHODS.values():
             _config_error(f"baselines.{_method.name}.tasks.{_task}: unknown key(s) {_unknown}")
 
 DEMO = config["demo"]
+# the name of this configuration's tables and figures (results/tables/<experiment>/, results/figures/<experiment>/)
+EXPERIMENT = config["experiment"]
 FEAT = config["features"]
 SEEDS = list(config["seeds"])
 STRATEGIES = list(config["adapt"]["strategies"])
@@ -101,6 +105,56 @@ wildcard_constraints:
 # most runs wait for), then the runs. Without it Snakemake starts target runs first and ANT's pre-training waits
 # for the last auxiliary task's features (in the demo it started 7 of 11 minutes in, with cores idle at the end).
 PRIORITY = {"inputs": 2, "pretraining": 1}
+
+
+# ---------------------------------------------------------------- where results go ----------------------
+# Data, features, pre-trainings and runs are keyed by what they are made from (a task, a pre-training's corpus), so
+# configs that agree on them share them; tables and figures summarise one configuration and are keyed by its
+# `experiment`, so two configs in one checkout never replace each other's (docs/DESIGN.md, "Where results go").
+CORPUS_NAME_MAX = 100  # a longer corpus name is shortened: one path component, readable in a listing
+CORPUS_PREFIX_MAX = 60  # how much of a shortened name still names tasks
+
+
+def corpus_name(tasks):
+    """The folder of a pre-training on `tasks`: their names joined by "+" in config order
+    ("Food+Movies+Home+Clothing"). Longer than CORPUS_NAME_MAX, it is the leading names that fit in
+    CORPUS_PREFIX_MAX characters, how many more there are and the first 10 hex digits of the sha256 of the whole
+    "+"-joined list ("Food+Movies-and-7-more-3f2a9c01d4"); task names have no "-", so the forms never meet."""
+    if not tasks:
+        _config_error(
+            "a pre-training needs at least one task: auxiliary (or baselines.<method>.pretrain_tasks) is empty"
+        )
+    joined = "+".join(tasks)
+    if len(joined) <= CORPUS_NAME_MAX:
+        return joined
+    shown = 1
+    while shown < len(tasks) and len("+".join(tasks[: shown + 1])) <= CORPUS_PREFIX_MAX:
+        shown += 1
+    prefix = "+".join(tasks[:shown])[:CORPUS_PREFIX_MAX]
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:10]
+    return f"{prefix}-and-{len(tasks) - shown}-more-{digest}"
+
+
+# ANT's pre-training corpus: the auxiliary tasks (none: no pre-training to name)
+ANT_CORPORA = [corpus_name(AUXILIARY)] if AUXILIARY else []
+
+
+def summary_file(kind, name):
+    """results/<kind>/<experiment>/<name>: a table or figure (kind "tables" or "figures") of this configuration."""
+    return f"results/{kind}/{EXPERIMENT}/{name}"
+
+
+def summary_log(kind, name):
+    """logs/<kind>/<experiment>/<name>: the log or benchmark of the job that writes a table or figure."""
+    return f"logs/{kind}/{EXPERIMENT}/{name}"
+
+
+def print_config(log):
+    """The effective config (the schema's defaults filled in, --config overrides merged: what the rules read) as
+    YAML, on stdout and into `log`."""
+    text = yaml.safe_dump(config)
+    Path(log).write_text(text)
+    print(text, end="")
 
 
 # ---------------------------------------------------------------- helpers -------------------------------
@@ -279,9 +333,22 @@ def baseline_inputs(wildcards):
     method = METHODS[wildcards.method]
     inputs = task_inputs(wildcards.task, wildcards.method)
     if method.variant(registry_variant(wildcards.method, wildcards.variant)).load:
-        pretraining = rules.pretrain_baseline if method.pretrain == "target" else rules.pretrain_baseline_corpus
-        inputs["pretrained"] = expand(pretraining.output.model, **wildcards)[0]
+        if method.pretrain == "target":
+            inputs["pretrained"] = expand(rules.pretrain_baseline.output.model, **wildcards)[0]
+        else:
+            inputs["pretrained"] = corpus_pretraining(wildcards.method, wildcards.seed)
     return inputs
+
+
+def ant_pretraining(seed, output="model"):
+    """A file of ANT's pre-training of one seed on the auxiliary tasks: results/pretrain/ant/<corpus>/seed<k>/."""
+    return expand(getattr(rules.pretrain.output, output), corpus=corpus_name(AUXILIARY), seed=seed)[0]
+
+
+def corpus_pretraining(method, seed, output="model"):
+    """A file of a baseline's pre-training on its corpus (UniSRec's): results/pretrain/<method>/<corpus>/seed<k>/."""
+    corpus = corpus_name(baseline_corpus(method))
+    return expand(getattr(rules.pretrain_baseline_corpus.output, output), method=method, corpus=corpus, seed=seed)[0]
 
 
 def corpus_inputs(wildcards):
@@ -351,9 +418,10 @@ def target_runs(task, output="history"):
 
 
 def table_file(name, ext, category, table, caption=None, **labels):
-    """results/tables/<name>.<ext>; its HTML page (shown inline) and CSV (a download) are results of the report,
-    under `category`, labelled by table and file type (the report's csv/html toggle), the Markdown is not."""
-    path = f"results/tables/{name}.{ext}"
+    """results/tables/<experiment>/<name>.<ext>; its HTML page (shown inline) and CSV (a download) are results of
+    the report, under `category`, labelled by table and file type (the report's csv/html toggle), the Markdown is
+    not."""
+    path = summary_file("tables", f"{name}.{ext}")
     if ext == "md":
         return path
     labels = {"table": table, **labels, "file": ext}
@@ -368,21 +436,56 @@ def transferability_inputs(wildcards):
         inputs[f"{task}_items"] = expand(rules.kcore.output.item_table, task=task)[0]
         inputs.update({f"{task}_{m}": feature_manifest(task, m) for m in MODALITIES})
     if config["figure2"]["features"] == "pretrained":
-        inputs["pretrained"] = rules.pretrain.output.model.format(seed=SEEDS[0])
+        inputs["pretrained"] = ant_pretraining(SEEDS[0])
     return inputs
 
 
-def curve_inputs(wildcards):
-    """The history.csv of every run on a target task, or (group "pretraining") of every pre-training."""
-    if wildcards.group != "pretraining":
-        return target_runs(wildcards.group, "history")
-    runs = expand(rules.pretrain.output.history, seed=SEEDS)
+def curve_panels(group):
+    """The panels of one training-curves figure, (title, history.csv) each: every run on a target task (title None:
+    the command titles it from its folder), or (group "pretraining") every pre-training, titled without its corpus
+    (the figure's title names the corpora: a long corpus name would run into the next panel)."""
+    if group != "pretraining":
+        return [(None, path) for path in target_runs(group, "history")]
+    panels = [(f"ant pre-training seed{seed}", ant_pretraining(seed, "history")) for seed in SEEDS]
     for method in BASELINE_RUNS:
         if METHODS[method].pretrain == "target":
-            runs += expand(rules.pretrain_baseline.output.history, method=method, task=TARGETS, seed=SEEDS)
+            panels += [
+                (
+                    f"{method} {task} pre-training seed{seed}",
+                    expand(rules.pretrain_baseline.output.history, method=method, task=task, seed=seed)[0],
+                )
+                for task in TARGETS
+                for seed in SEEDS
+            ]
         elif METHODS[method].pretrain == "auxiliary":
-            runs += expand(rules.pretrain_baseline_corpus.output.history, method=method, seed=SEEDS)
-    return runs
+            panels += [
+                (f"{method} pre-training seed{seed}", corpus_pretraining(method, seed, "history")) for seed in SEEDS
+            ]
+    return panels
+
+
+def curve_inputs(wildcards):
+    """The history.csv of every panel of a training-curves figure."""
+    return [path for _, path in curve_panels(wildcards.group)]
+
+
+def curve_flags(group, input):
+    """The training-curves command's panels: `--history=TITLE=PATH` where the workflow titles one, else the path."""
+    titles = [title for title, _ in curve_panels(group)]
+    return shlex.join(f"--history={t}={path}" if t else path for t, path in zip(titles, input, strict=True))
+
+
+def curve_title(group):
+    """The figure's title: the target task, or the pre-trainings with the corpus each method's was made on."""
+    if group != "pretraining":
+        return f"Runs on {group}"
+    corpora = {corpus_name(AUXILIARY): ["ant"]}
+    for method in BASELINE_RUNS:
+        if METHODS[method].pretrain == "auxiliary":
+            corpora.setdefault(corpus_name(baseline_corpus(method)), []).append(method)
+    return (
+        "Pre-trainings (" + "; ".join(f"{', '.join(methods)} on {corpus}" for corpus, methods in corpora.items()) + ")"
+    )
 
 
 def pretrain_inputs(wildcards):
@@ -395,5 +498,5 @@ def pretrain_inputs(wildcards):
 def adapt_inputs(wildcards):
     inputs = task_inputs(wildcards.task, "ant")
     if METHODS["ant"].variant(ant_strategy(wildcards.variant)).load:
-        inputs["pretrained"] = rules.pretrain.output.model.format(seed=wildcards.seed)
+        inputs["pretrained"] = ant_pretraining(wildcards.seed)
     return inputs

@@ -112,9 +112,9 @@ rule table_datasets:
     output:
         **{e: table_file("datasets", e, "Data", "Table I") for e in ("csv", "md", "html")},
     log:
-        "logs/tables/datasets.log",
+        summary_log("tables", "datasets.log"),
     benchmark:
-        "logs/tables/datasets.benchmark.tsv"
+        summary_log("tables", "datasets.benchmark.tsv")
     conda:
         "../envs/ant.yaml"
     params:

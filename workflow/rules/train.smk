@@ -1,5 +1,8 @@
 """Pre-training on the auxiliary tasks, adaptation to each target task (spec sections 3-7).
 
+The pre-training's folder names its corpus (results/pretrain/ant/<corpus>/seed<k>/, common.smk corpus_name), so
+configs with the same auxiliary tasks share it and configs with others keep their own.
+
 A killed run resumes from its last finished epoch: the trainer keeps resume.pt in the run's folder (not an
 output, so Snakemake leaves it in place) and removes it once the outputs are written."""
 
@@ -18,13 +21,15 @@ rule pretrain:
     input:
         unpack(pretrain_inputs),
     output:
-        model="results/pretrain/ant/seed{seed}/model.safetensors",
-        metrics="results/pretrain/ant/seed{seed}/metrics.json",
-        history="results/pretrain/ant/seed{seed}/history.csv",
+        model="results/pretrain/ant/{corpus}/seed{seed}/model.safetensors",
+        metrics="results/pretrain/ant/{corpus}/seed{seed}/metrics.json",
+        history="results/pretrain/ant/{corpus}/seed{seed}/history.csv",
     log:
-        "logs/pretrain/ant/seed{seed}.log",
+        "logs/pretrain/ant/{corpus}/seed{seed}.log",
     benchmark:
-        "logs/pretrain/ant/seed{seed}.benchmark.tsv"
+        "logs/pretrain/ant/{corpus}/seed{seed}.benchmark.tsv"
+    wildcard_constraints:
+        corpus=_alternatives(ANT_CORPORA),
     priority: PRIORITY["pretraining"]
     conda:
         "../envs/ant.yaml"
