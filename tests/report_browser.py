@@ -2,9 +2,9 @@
 
     with open_report("results/report.html", screenshot=tmp_path / "report.png") as report:
         assert report.errors == []
-        view = report.show("results/figures/training_curves/Office.png")   # menu -> category -> row -> eye
+        view = report.show("results/figures/paper/training_curves/Office.png")   # menu -> category -> row -> eye
         assert view.kind == "img" and view.image_size[0] > 0
-        assert "0.4321" in report.info("results/tables/overall.csv")       # the row's info panel: its caption
+        assert "0.4321" in report.info("results/tables/paper/overall.csv")       # the row's info panel: its caption
 
 Snakemake 9's report is one React app with every result embedded as a data: URI (`results`: path -> name,
 labels, caption HTML, mime_type, data_uri; `categories`: category -> subcategory -> [paths]). The menu lists

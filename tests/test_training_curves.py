@@ -116,7 +116,7 @@ def test_read_history_kept_epoch_blanks_and_loss_only(tmp_path):
     [
         ("results/runs/Office/sasrec/default/seed0", "sasrec/default seed0"),
         ("/abs/results/runs/Sci/ant/relearn_id/seed2", "ant/relearn_id seed2"),
-        ("results/pretrain/ant/seed0", "ant pre-training seed0"),
+        ("results/pretrain/ant/Food+Movies/seed0", "ant Food+Movies pre-training seed0"),  # a corpus
         ("results/pretrain/s3rec/Office/seed1", "s3rec Office pre-training seed1"),
         ("elsewhere/run1", "elsewhere/run1"),
     ],

@@ -13,7 +13,8 @@ loss-only panel.
 
 A panel's title is NAME for `--history NAME=PATH` (NAME may not contain "="), else derived from the run folder
 as the workflow names them: results/runs/<task>/<method>/<variant>/seed<k>/ -> "<method>/<variant> seed<k>",
-results/pretrain/<method>/[<task>/]seed<k>/ -> "<method> [<task> ]pre-training seed<k>", any other path -> its
+results/pretrain/<method>/[<task or corpus>/]seed<k>/ -> "<method> [<task or corpus> ]pre-training seed<k>" (the
+workflow names its pre-trainings' panels with --history, a corpus left to the figure's title), any other path -> its
 folder. Panels follow the order of the --history options, then the positional paths. The figure is WIDTH_IN
 inches wide at DPI (1600 px), COLUMNS panels a row, ROW_IN inches a row plus a HEADER_IN header.
 """

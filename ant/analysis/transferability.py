@@ -3,9 +3,10 @@ target task's items from an auxiliary task's, per modality. Higher accuracy = mo
 
     python -m ant figure transferability --items Scientific=.../items.parquet --features Scientific.text=... \
         (--items / --features for every task, text, image and price) --targets Scientific Office \
-        --auxiliary Food Movies Home Clothing --pretrained results/pretrain/ant/seed0/model.safetensors \
-        --csv results/tables/transferability.csv --md results/tables/transferability.md \
-        --figure text=results/figures/transferability_text.png --figure image=... --figure price=...
+        --auxiliary Food Movies Home Clothing \
+        --pretrained results/pretrain/ant/Food+Movies+Home+Clothing/seed0/model.safetensors \
+        --csv results/tables/paper/transferability.csv --md results/tables/paper/transferability.md \
+        --figure text=results/figures/paper/transferability_text.png --figure image=... --figure price=...
 
 Features (--features-kind): `pretrained` = the transformed embeddings e_text, e_image, e_price of the pre-trained
 ANT's item encoder in eval mode (g = softmax(mu), no dropout), each task's items embedded once; `raw` = the frozen
@@ -81,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     settings = ProbeSettings(model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    figures = parse_named(args.figure, "--figure", "text=results/figures/transferability_text.png", MODALITIES)
+    figures = parse_named(args.figure, "--figure", "text=results/figures/paper/transferability_text.png", MODALITIES)
     targets, auxiliary = _task_lists(args.targets, args.auxiliary)
     files = parse_inputs(args.items, args.features, targets + auxiliary)
     if args.features_kind == "pretrained" and args.pretrained is None:
