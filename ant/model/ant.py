@@ -117,6 +117,11 @@ class ANT(nn.Module):
         """Hidden states [B, T, d] of histories given as item vectors [B, T, d] and lengths [B]."""
         return self.users(history_vectors, length)
 
+    def user_vectors(self, history_vectors: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """u [B, d]: the hidden state at each history's last real position, user_states' there, with the last
+        Transformer layer computed at those positions alone (SequenceEncoder.last)."""
+        return self.users.last(history_vectors, length)
+
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """cos(u, v) / temperature for every (user, item) pair, in float32 even under autocast."""
         return cosine_logits(users, items, self.config.temperature)

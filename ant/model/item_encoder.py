@@ -9,7 +9,9 @@ For modality m with frozen raw features x_m [n, d_m] and K projection heads:
     v             = e_text + e_image + e_price + beta * (e_image * e_text)
 
 Every head draws its own dropout mask, as UniSRec's experts do (one nn.Dropout each); the routing reads the raw
-x_m. Initialisation: W ~ N(0, 0.02), b = c = 0, W_gate = W_noise = 0 (uniform routing at the start).
+x_m. Initialisation: W ~ N(0, 0.02), b = c = 0, W_gate = W_noise = 0 (uniform routing at the start). Computed
+projection first (`MoEAdaptor.forward`): the shift enters as the K x d constant W_k b_k, so the heads' K x n x d_m
+input is never shifted and, the features being frozen, gets no gradient.
 
 The ablations of Table IV are configuration of these same modules, never copies:
   - a modality missing from `modalities` has e_m = 0, so it leaves the sum and the fusion term (the authors'
@@ -27,8 +29,6 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ant.model.dropout import dropout
 
 MODALITIES = ("text", "image", "price")
 WHITENED = frozenset({"text", "image"})  # price uses plain linear heads (the paper found them better)
@@ -63,14 +63,30 @@ class MoEAdaptor(nn.Module):
         return torch.softmax(logits, dim=-1)  # [n, K]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        experts = self.weight.shape[0]
-        heads = dropout(x.unsqueeze(0).expand(experts, -1, -1), self.dropout, self.training)  # [K, n, d_m]
-        if self.shift is not None:
-            heads = heads - self.shift.unsqueeze(1)
-        projected = torch.bmm(heads, self.weight)  # [K, n, d]
-        if self.bias is not None:
-            projected = projected + self.bias.unsqueeze(1)
-        return torch.einsum("nk,knd->nd", self.routing(x).to(projected.dtype), projected)
+        """e = sum_k g_k h_k of x [n, d_m] -> [n, d], computed projection first: W_k (x' - b_k) = W_k x' - W_k b_k
+        (x' = dropout_k(x)) and sum_k g_k (W_k x' + c_k) = sum_k g_k W_k x' + g c, so the K x n x d_m heads' input
+        is never shifted and needs no gradient (the features are frozen), and without dropout all heads share one
+        GEMM. The same function as shifting first, up to float rounding (tests/test_item_encoder_exact.py)."""
+        experts, in_dim, out_dim = self.weight.shape
+        if self.training and self.dropout > 0.0:
+            projected = torch.bmm(dropped_copies(x, experts, self.dropout), self.weight)  # [K, n, d]
+            equation = "nk,knd->nd"
+        else:  # every head reads the same x: one [n, d_m] x [d_m, K d] product
+            projected = (x @ self.weight.transpose(0, 1).reshape(in_dim, experts * out_dim)).view(-1, experts, out_dim)
+            equation = "nk,nkd->nd"
+        offset = self.bias if self.shift is None else -torch.einsum("ki,kid->kd", self.shift, self.weight)  # [K, d]
+        gates = self.routing(x).to(projected.dtype)
+        return torch.einsum(equation, gates, projected) + gates @ offset.to(projected.dtype)
+
+
+def dropped_copies(x: torch.Tensor, copies: int, p: float) -> torch.Tensor:
+    """`copies` independent dropouts of x [n, d_m] -> [copies, n, d_m]: the very numbers of
+    ant.model.dropout.dropout(x.expand(copies, n, d_m), p, True) (one uniform draw over the expanded shape, an
+    element kept where it is >= p, scaled by 1 / (1 - p)), in one buffer instead of four."""
+    if p >= 1.0:
+        return x.new_zeros(copies, *x.shape)
+    keep = torch.rand_like(x.expand(copies, *x.shape), dtype=torch.float32).ge_(p)  # 1.0 kept, 0.0 dropped
+    return keep.to(x.dtype).mul_(x * (1.0 / (1.0 - p)))
 
 
 class ItemEncoder(nn.Module):

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ant.data.split import PAD, Rows
+from ant.model.transformer import last_position
 from ant.train.data import shift_items
 
 RowLayout = Literal["prefixes", "all_positions"]
@@ -73,6 +74,18 @@ class Batch:
             parts.append((states, targets, rows + lo))
         return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
+    def last_states(
+        self, encode: Callable[[slice, int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`states` of a prefixes batch (one target per row) from `encode(rows, steps)` [b, d], the state at each
+        of those rows' last real position alone (the one `select` reads), called once per group."""
+        if self.target.dim() != 1:
+            raise ValueError("last_states is for one target per row (train.rows prefixes)")
+        groups = self.groups or ((0, len(self), self.history.shape[1]),)
+        parts = [encode(slice(lo, hi), steps) for lo, hi, steps in groups]
+        states = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return states, self.target, torch.arange(len(self), device=states.device)
+
     def select(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The hidden states that predict a target, those targets, and the batch row of each: [M, d], [M], [M].
 
@@ -80,9 +93,14 @@ class Batch:
         one user, which an in-batch loss must not use as negatives of each other (ant.train.losses)."""
         rows = torch.arange(len(self), device=hidden.device)
         if self.target.dim() == 1:
-            return hidden[rows, self.length - 1], self.target, rows
+            return last_position(hidden, self.length), self.target, rows
         has = self.target != PAD
-        return hidden[has], self.target[has], rows.unsqueeze(1).expand_as(self.target)[has]
+        at = has.reshape(-1).nonzero().squeeze(1)  # index_select: its backward is a fast index_add
+        return (
+            hidden.reshape(-1, hidden.shape[2]).index_select(0, at),
+            self.target[has],
+            rows.unsqueeze(1).expand_as(self.target)[has],
+        )
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,8 @@ class ItemTable:
         return self.offsets[-1]
 
     def gather(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {m: f[rows] for m, f in self.features.items()}
+        """The features of the table rows `rows` [n] (index_select: several times faster than f[rows] on the CPU)."""
+        return {m: f.index_select(0, rows) for m, f in self.features.items()}
 
     def task_slice(self, t: int) -> slice:
         return slice(self.offsets[t], self.offsets[t + 1])

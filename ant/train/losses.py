@@ -29,6 +29,8 @@ import torch.nn.functional as F
 
 from ant.data.split import PAD
 
+IGNORED = -100  # a label cross_entropy leaves out of its mean
+
 
 @dataclass(frozen=True)
 class Columns:
@@ -82,11 +84,13 @@ def alignment_loss(
 ) -> torch.Tensor:
     """logits [M, M]: row i = image of row i's target, column j = text of row j's target; keep [M] bool
     (a share: [M_r, M], keep [M_r] and `columns`: its part of the mean over all shares' kept rows)."""
+    # rows left out through ignore_index, not logits[keep]: the same mean, without copying the kept rows out and
+    # scattering their gradient back
     if columns is not None:
         masked = logits.masked_fill(share_mask(target_items, rows, columns), float("-inf"))
-        share = F.cross_entropy(masked[keep], columns.own[keep], reduction="sum")
+        share = F.cross_entropy(masked, columns.own.masked_fill(~keep, IGNORED), reduction="sum", ignore_index=IGNORED)
         return share / columns.keep.sum().clamp(min=1)  # no kept row anywhere: 0, still part of the graph
     if not bool(keep.any()):
         return logits.sum() * 0.0  # no row with an image: zero, still part of the graph
-    labels = torch.arange(len(target_items), device=logits.device)[keep]
-    return F.cross_entropy(in_batch_logits(logits, target_items, rows)[keep], labels)
+    labels = torch.arange(len(target_items), device=logits.device).masked_fill(~keep, IGNORED)
+    return F.cross_entropy(in_batch_logits(logits, target_items, rows), labels, ignore_index=IGNORED)

@@ -15,7 +15,9 @@ Both encode a batch's users in groups of similar history length when train.lengt
 (ant.train.batches `by_length`): the same states as one padded pass, for a fraction of the padded work (in
 training the dropout masks are drawn over the smaller layout: the same distribution, other draws). Pre-training
 takes its distinct items from the batch, found on the host. With a process group (ant.train.distributed) the
-pre-training loss is the share's part of the global batch's, against the global batch's candidates.
+pre-training loss is the share's part of the global batch's, against the global batch's candidates. With one
+target per row (prefixes) only each row's last position is computed in the last Transformer layer
+(ANT.user_vectors: the same states).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from ant.model.ant import ANT
-from ant.model.transformer import last_position
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
 from ant.train.distributed import Group, gather_columns, gather_evaluation, shard_rows
@@ -61,8 +62,7 @@ def ant_scorer(model: ANT, item_vectors: torch.Tensor) -> Scorer:
     """Scores of histories (task-local item_idx) against all items of their task."""
 
     def scorer(history: torch.Tensor, length: torch.Tensor, user: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-        hidden = model.user_states(item_vectors[history.clamp(min=0)], length)
-        return model.logits(last_position(hidden, length), item_vectors)
+        return model.logits(model.user_vectors(item_vectors[history.clamp(min=0)], length), item_vectors)
 
     return scorer
 
@@ -89,15 +89,23 @@ def evaluate_task(
 
 def user_states(model: ANT, batch: Batch, item_vectors: torch.Tensor, at: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Batch.select of the user states of `batch`, whose history item j is item_vectors[at[j]] (at [B, T]),
-    encoded group by group (Batch.groups) with only each group's columns looked up."""
+    encoded group by group (Batch.groups) with only each group's columns looked up. With one target per row
+    (prefixes) only each row's last position is read, so only it is computed in the last layer (ANT.user_vectors)."""
+
+    def history(rows: slice, steps: int) -> torch.Tensor:  # index_select: its backward is a fast index_add
+        index = at[rows, :steps]
+        return item_vectors.index_select(0, index.reshape(-1)).view(*index.shape, -1)
 
     def encode(rows: slice, steps: int) -> torch.Tensor:
-        return model.user_states(item_vectors[at[rows, :steps]], batch.length[rows])
+        return model.user_states(history(rows, steps), batch.length[rows])
+
+    def encode_last(rows: slice, steps: int) -> torch.Tensor:
+        return model.user_vectors(history(rows, steps), batch.length[rows])
 
     if len(batch) == 0:  # a data-parallel share of a last batch smaller than the processes
         none = batch.length.new_zeros(0)
         return item_vectors.new_zeros(0, item_vectors.shape[1]), none, none
-    return batch.states(encode)
+    return batch.last_states(encode_last) if batch.target.dim() == 1 else batch.states(encode)
 
 
 class PretrainObjective:
@@ -139,12 +147,13 @@ class PretrainObjective:
         states, target, rows = user_states(self.model, batch, v, torch.searchsorted(unique, batch.history.clamp(min=0)))
         at = torch.searchsorted(unique, target)
         if self.group is not None:
-            return self._share_loss(batch, states, target, rows + batch.first_row, v[at], parts, at)
-        rec = in_batch_softmax_loss(self.model.logits(states, v[at]), target, rows)
+            return self._share_loss(batch, states, target, rows + batch.first_row, v.index_select(0, at), parts, at)
+        rec = in_batch_softmax_loss(self.model.logits(states, v.index_select(0, at)), target, rows)
         if not self.align:
             return {"loss": rec, "rec": rec}
         keep = self.table.present["image"][target] & self.table.present["text"][target]
-        align = alignment_loss(self.model.logits(parts["image"][at], parts["text"][at]), target, keep, rows)
+        image, text = (parts[m].index_select(0, at) for m in ("image", "text"))
+        align = alignment_loss(self.model.logits(image, text), target, keep, rows)
         return {"loss": rec + self.hp.optim.align_weight * align, "rec": rec, "align": align}
 
     def _share_loss(
@@ -160,7 +169,8 @@ class PretrainObjective:
         """This process's part of the global batch's losses, its rows against all shares' targets."""
         keep = self.table.present["image"][target] & self.table.present["text"][target]
         d = target_vectors.shape[1]
-        local = torch.cat([target_vectors, parts["text"][at]], 1) if self.align else target_vectors  # [M_r, (2)d]
+        text = parts["text"].index_select(0, at)
+        local = torch.cat([target_vectors, text], 1) if self.align else target_vectors  # [M_r, (2)d]
         vectors, meta = gather_columns(local, torch.stack([target, rows, keep.long()], 1), batch.share_targets)
         width = max(batch.share_targets)
         own = self.group.rank * width + torch.arange(len(target), device=target.device)
@@ -168,7 +178,7 @@ class PretrainObjective:
         rec = in_batch_softmax_loss(self.model.logits(states, vectors[:, :d]), target, rows, columns)
         if not self.align:
             return {"loss": rec, "rec": rec}
-        logits = self.model.logits(parts["image"][at], vectors[:, d:])
+        logits = self.model.logits(parts["image"].index_select(0, at), vectors[:, d:])
         align = alignment_loss(logits, target, keep, rows, columns)
         return {"loss": rec + self.hp.optim.align_weight * align, "rec": rec, "align": align}
 
