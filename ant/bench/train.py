@@ -7,6 +7,8 @@ For each setting (a synthetic task, ant.train.synthetic, and a model size) it ti
                and all_positions, each as one padded pass and with train.length_groups (ant.train.batches);
   pretrain     in-batch softmax + text-image alignment steps, the pre-training objective's own batches (its
                distinct items found on the host), prefixes and all_positions, one pass and length groups;
+  (both, on the CPU, also with length groups and train.dropout_rng sfc64: the same distribution of masks, drawn
+  several times faster than torch's generator does);
   evaluate     full ranking of test users over all items (item encoding included), users/s.
 `--only` picks some of the three. Settings: `demo` (a demo-sized task, the demo's model), `large` (100k users x
 20k items, the demo's model), `paper` (100k users x 20k items, the paper's model: hidden 256, BERT/Swin/price
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     names = args.settings or (["large", "paper"] if device.type == "cuda" else ["demo", "large"])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"ANT training benchmark on {device} ({where}), torch {torch.__version__}")
-    print(f"{'setting':<9} {'measurement':<36} {'rows/s or users/s':>18} {'steps/s':>8} {'ms/step':>9} {'peak MB':>9}")
+    print(f"{'setting':<9} {'measurement':<46} {'rows/s or users/s':>18} {'steps/s':>8} {'ms/step':>9} {'peak MB':>9}")
     for name in names:
         bench_setting(name, SETTINGS[name], device, args)
     return 0
@@ -137,19 +139,21 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
     )
     layouts = {"prefixes": TrainRows.build(parts["train"], "prefixes")}
     layouts["all_positions"] = TrainRows.build(parts["train"], "all_positions")
-    grouping = {"one pass": False, "length groups": True}
+    grouping = {"one pass": (False, "torch"), "length groups": (True, "torch")}
+    if device.type == "cpu":  # sfc64 draws differ from torch's on the CPU only
+        grouping["length groups, sfc64"] = (True, "sfc64")
     rates: dict[str, float] = {}
 
-    def objective_hp(groups: bool) -> Hparams:
-        return replace(hp, train=replace(hp.train, length_groups=groups))
+    def objective_hp(how: tuple[bool, str]) -> Hparams:
+        return replace(hp, train=replace(hp.train, length_groups=how[0], dropout_rng=how[1]))
 
     if "adapt" in args.only:
         prefixes = layouts["prefixes"]
         adapt = AdaptObjective(model, table, prefixes, valid, hp, device)
         runs = {"adapt, prefixes, padded to 50": (adapt.loss, _padded(prefixes.batches(s.batch_size, device, _gen())))}
         for layout, rows in layouts.items():
-            for how, groups in grouping.items():
-                adapt = AdaptObjective(model, table, rows, valid, objective_hp(groups), device)
+            for how, variant in grouping.items():
+                adapt = AdaptObjective(model, table, rows, valid, objective_hp(variant), device)
                 runs[f"adapt, {layout}, {how}"] = (adapt.loss, adapt.batches(_gen()))
         for what, result in _interleaved(model, runs, device, args).items():
             _line(name, what, result)
@@ -157,8 +161,8 @@ def bench_setting(name: str, s: Setting, device: torch.device, args: argparse.Na
     if "pretrain" in args.only:
         runs = {}
         for layout, rows in layouts.items():
-            for how, groups in grouping.items():
-                pre = PretrainObjective(model, table, ["synthetic"], rows, {}, objective_hp(groups), device)
+            for how, variant in grouping.items():
+                pre = PretrainObjective(model, table, ["synthetic"], rows, {}, objective_hp(variant), device)
                 runs[f"pretrain, {layout}, {how}"] = (lambda b, pre=pre: pre.loss(b)["loss"], pre.batches(_gen()))
         for what, result in _interleaved(model, runs, device, args).items():
             _line(name, what, result)
@@ -196,7 +200,7 @@ def _project(name: str, rates: dict[str, float], cells_per_s: float | None) -> N
     for what, rate in rates.items():
         train = EPOCHS * targets / rate / 3600
         total = f" + validation = {train + valid:,.1f} h" if valid is not None else ""
-        print(f"{name:<9}   {what:<34} {train:10,.1f} h training{total}", flush=True)
+        print(f"{name:<9}   {what:<44} {train:10,.1f} h training{total}", flush=True)
 
 
 def _task(s: Setting) -> SyntheticTask:
@@ -275,7 +279,7 @@ def _interleaved(
 def _line(name: str, what: str, result: tuple[float, float, float]) -> None:
     rate, ms, peak = result
     timing = f"{1000 / ms:8.2f} {ms:9.1f}" if ms == ms else f"{'':8} {'':9}"
-    print(f"{name:<9} {what:<36} {rate:18,.0f} {timing} {peak:9,.0f}", flush=True)
+    print(f"{name:<9} {what:<46} {rate:18,.0f} {timing} {peak:9,.0f}", flush=True)
 
 
 def _report(name: str, what: str, result: tuple[float, float, float]) -> None:

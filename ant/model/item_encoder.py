@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ant.model.dropout import sfc64_copies
+
 MODALITIES = ("text", "image", "price")
 WHITENED = frozenset({"text", "image"})  # price uses plain linear heads (the paper found them better)
 INIT_STD = 0.02
@@ -80,11 +82,15 @@ class MoEAdaptor(nn.Module):
 
 
 def dropped_copies(x: torch.Tensor, copies: int, p: float) -> torch.Tensor:
-    """`copies` independent dropouts of x [n, d_m] -> [copies, n, d_m]: the very numbers of
+    """`copies` independent dropouts of x [n, d_m] -> [copies, n, d_m]: under torch's draws the very numbers of
     ant.model.dropout.dropout(x.expand(copies, n, d_m), p, True) (one uniform draw over the expanded shape, an
-    element kept where it is >= p, scaled by 1 / (1 - p)), in one buffer instead of four."""
+    element kept where it is >= p, scaled by 1 / (1 - p)), in one buffer instead of four; under sfc64 the masks of
+    ant.model.dropout.sfc64_copies."""
     if p >= 1.0:
         return x.new_zeros(copies, *x.shape)
+    fast = sfc64_copies(x, copies, p)  # train.dropout_rng sfc64 (ant.model.dropout)
+    if fast is not None:
+        return fast.to(x.dtype)
     keep = torch.rand_like(x.expand(copies, *x.shape), dtype=torch.float32).ge_(p)  # 1.0 kept, 0.0 dropped
     return keep.to(x.dtype).mul_(x * (1.0 / (1.0 - p)))
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ant.errors import UserError
 from ant.model.ant import ANTSettings
+from ant.model.dropout import DRAWS
 from ant.model.item_encoder import MODALITIES
 from ant.train.evaluate import TIE_RULES
 
@@ -56,6 +57,9 @@ class TrainHparams:
     # ANT: encode a batch's users in groups of similar history length (ant.train.batches); False: one padded pass
     length_groups: bool = True
     gpus: int = 1  # processes of a pre-training (one per GPU; gloo on the CPU): ant.train.distributed
+    # ANT: where CPU dropout masks come from: torch's generator, or numpy's SFC64 (the same distribution, other
+    # masks, several times cheaper; ant.model.dropout)
+    dropout_rng: Literal["torch", "sfc64"] = "torch"
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,8 @@ def _check(hp: Hparams) -> None:
         problems.append("train.length_groups must be true or false")
     if not isinstance(hp.train.gpus, int) or isinstance(hp.train.gpus, bool) or hp.train.gpus < 1:
         problems.append("train.gpus must be a positive integer")
+    if hp.train.dropout_rng not in DRAWS:
+        problems.append(f"train.dropout_rng must be one of {', '.join(DRAWS)}")
     if hp.train.eval_batch_size < 1:
         problems.append("train.eval_batch_size must be >= 1")
     if hp.eval.ties not in TIE_RULES:

@@ -17,7 +17,7 @@ training the dropout masks are drawn over the smaller layout: the same distribut
 takes its distinct items from the batch, found on the host. With a process group (ant.train.distributed) the
 pre-training loss is the share's part of the global batch's, against the global batch's candidates. With one
 target per row (prefixes) only each row's last position is computed in the last Transformer layer
-(ANT.user_vectors: the same states).
+(ANT.user_vectors: the same states). Both draw their dropout masks as train.dropout_rng says (ant.model.dropout).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ant.model.ant import ANT
+from ant.model.dropout import draws
 from ant.train.batches import Batch, TrainRows
 from ant.train.data import ItemTable
 from ant.train.distributed import Group, gather_columns, gather_evaluation, shard_rows
@@ -140,6 +141,10 @@ class PretrainObjective:
         )
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        with draws(self.hp.train.dropout_rng):
+            return self._loss(batch)
+
+    def _loss(self, batch: Batch) -> dict[str, torch.Tensor]:
         unique = batch.items  # sorted: a row's position is found by searchsorted
         if unique is None:  # a batch made elsewhere (tests, benchmarks)
             unique = torch.unique(torch.cat([batch.history.flatten(), batch.target.flatten()]).clamp(min=0))
@@ -218,9 +223,10 @@ class AdaptObjective:
         return self.rows.batches(self.hp.optim.batch_size, self.device, generator, by_length=by_length)
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        v, _ = self.model.item_vectors(self.table.features, self.item_idx)
-        states, target, _ = user_states(self.model, batch, v, batch.history.clamp(min=0))
-        return F.cross_entropy(self.model.logits(states, v), target)
+        with draws(self.hp.train.dropout_rng):
+            v, _ = self.model.item_vectors(self.table.features, self.item_idx)
+            states, target, _ = user_states(self.model, batch, v, batch.history.clamp(min=0))
+            return F.cross_entropy(self.model.logits(states, v), target)
 
     def validate(self) -> dict[str, float]:
         return evaluate_task(self.model, self.table, 0, self.valid, self.hp, self.device).flat_metrics()
