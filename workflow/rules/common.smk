@@ -258,7 +258,7 @@ def train_settings(stage):
     """The `train` section a stage reads: `gpus` only for ANT's pre-training (the only data-parallel stage), so
     changing it reruns nothing else; `length_groups` only for ANT's stages (the baselines do not read it)."""
     skip = {"gpus"} if stage != "pretrain" else set()
-    skip |= {"length_groups", "gpus"} if stage == "baseline" else set()
+    skip |= {"length_groups", "dropout_rng", "gpus"} if stage == "baseline" else set()
     return {k: v for k, v in config["train"].items() if k not in skip}
 
 
